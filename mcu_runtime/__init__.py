@@ -1,0 +1,1 @@
+"""The MCU runtime: .tflite → IR → schedule → memory plan → emulate | C code."""
