@@ -1,0 +1,74 @@
+"""`tinymcu emulate`: run an int8 .tflite inside one simulated SRAM arena at planned offsets."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..boards import DEFAULT_BOARD, get_board, parse_size
+from ..errors import TinymcuError
+from ..outputs import write_atomic
+
+
+def _load_inputs(path: Path) -> list[np.ndarray]:
+    if not path.is_file():
+        raise TinymcuError(f"--input {path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise TinymcuError(f"--input {path}: not a .npy/.npz file ({e})") from None
+    if isinstance(data, np.ndarray):
+        return [data]
+    return [data[k] for k in data.files]
+
+
+def _save_outputs(path: Path, outputs: list[np.ndarray]) -> None:
+    buf = io.BytesIO()
+    if path.suffix == ".npz":
+        np.savez(buf, *outputs)
+    elif len(outputs) == 1:
+        np.save(buf, outputs[0])
+    else:
+        raise TinymcuError(f"--output {path}: the model has {len(outputs)} outputs; use .npz")
+    write_atomic(path, writer=lambda p: p.write_bytes(buf.getvalue()))
+
+
+@click.command("emulate")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help=".npy (one input) or .npz (inputs in order), as the model wants.")
+@click.option("--output", "output_path", type=click.Path(path_type=Path),
+              help="Where to write the outputs (.npy, or .npz for several).")
+@click.option("--schedule", type=click.Choice(["layer", "patch", "auto"]), default="layer",
+              show_default=True)
+@click.option("--board", help=f"Budget for --schedule auto; default {DEFAULT_BOARD}.")
+@click.option("--sram", help="SRAM budget for --schedule auto, e.g. 256KiB.")
+@click.option("--verify", is_flag=True,
+              help="Also run the TFLM interpreter (needs tflite-micro) and compare bit for bit.")
+def command(model: Path, input_path: Path, output_path: Path | None, schedule: str,
+            board: str | None, sram: str | None, verify: bool) -> None:
+    """Execute MODEL on --input inside a simulated arena of exactly the planned size.
+
+    Example: tinymcu emulate kws_ref_model.tflite --input x.npy --output y.npy --verify
+    """
+    from ..mcu_runtime.execute import execute
+
+    b = get_board(board or DEFAULT_BOARD)
+    budget = parse_size(sram) if sram else b.sram_bytes
+    result = execute(model, _load_inputs(input_path), schedule=schedule, sram_bytes=budget,
+                       verify=verify)
+    click.echo(f"{result.schedule_kind} schedule: arena {result.arena_bytes:,} B, "
+               f"high-water {result.high_water:,} B, {result.steps} steps")
+    for i, out in enumerate(result.outputs):
+        click.echo(f"output {i}: shape {list(out.shape)} {out.dtype} "
+                   f"{np.array2string(out.ravel()[:16], separator=' ')}"
+                   f"{' …' if out.size > 16 else ''}")
+    if verify:
+        click.echo("TFLM: bit-exact" if result.tflm_equal else "TFLM: MISMATCH")
+    if output_path:
+        _save_outputs(output_path, result.outputs)
+    if verify and not result.tflm_equal:
+        raise TinymcuError("emulator and TFLM outputs differ")
