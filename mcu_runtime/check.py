@@ -167,8 +167,7 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
     if target == "tflm" and schedule != "layer":
         raise TinymcuError("TFLM runs op by op: --target tflm takes only --schedule layer")
     path = Path(path)
-    data = read_model(path)
-    graph = load_tflite(data)
+    data, graph = load_graph(path)
     model = Model(path.stem, str(path), hashlib.sha256(data).hexdigest(), len(data),
                   len(graph.ops), graph.weight_bytes())
 
@@ -213,6 +212,15 @@ def apply_baseline(report: CheckReport, baseline: dict[str, Any],
         report.fits = False
         report.verdict = msg if report.verdict == "fits" else f"{report.verdict}; {msg}"
     return report
+
+
+def load_graph(path: Path) -> tuple[bytes, Graph]:
+    """Read and parse a .tflite; every error names the file (one line, exit 2)."""
+    data = read_model(path)
+    try:
+        return data, load_tflite(data)
+    except TinymcuError as e:
+        raise TinymcuError(f"{path}: {e}") from None
 
 
 def read_model(path: Path) -> bytes:

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinymcuError
-from .check import candidate_schedules, pick, read_model, step_macs
+from .check import candidate_schedules, load_graph, pick, step_macs
 from .emulator import emulate
 from .planner import plan
-from .tflite_reader import load_tflite
 
 
 @dataclass
@@ -49,7 +48,7 @@ def execute(path: str | Path, inputs: list[np.ndarray], schedule: str = "layer",
             sram_bytes: int = 256 * 1024, verify: bool = False) -> Execution:
     """Emulate ``path`` on ``inputs``; with ``verify`` also run TFLM and compare bit for bit."""
     path = Path(path)
-    graph = load_tflite(read_model(path))
+    _, graph = load_graph(path)
     inputs = validate_inputs([(graph.tensors[i].shape, graph.tensors[i].dtype)
                               for i in graph.inputs], inputs)
     plans = {n: plan(graph, s) for n, s in candidate_schedules(graph, schedule, sram_bytes).items()}

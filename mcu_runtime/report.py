@@ -76,10 +76,11 @@ def plot_svg(curves: dict[str, list[int]], budget: int | None, title: str) -> st
 
 
 def write_plot(report: CheckReport, path: Path) -> None:
-    """Write the memory-over-steps plot of every schedule in the report (.svg or .png)."""
-    curves = {f"{name} (arena {s.arena_bytes / 1024:.1f} KiB)": s.step_high_water_bytes
+    """Plot each schedule's arena high-water per op (ops in execution order; for a patch
+    stage, the highest point over its tiles), with the budget line. Writes .svg or .png."""
+    curves = {f"{name} (arena {s.arena_bytes / 1024:.1f} KiB)": [o.high_water_bytes for o in s.ops]
               for name, s in report.schedules.items()}
-    title = f"{report.model.name}: SRAM high-water per step"
+    title = f"{report.model.name}: SRAM high-water per op"
     if path.suffix.lower() == ".svg":
         path.write_text(plot_svg(curves, report.budget.sram_bytes, title))
     elif path.suffix.lower() == ".png":
@@ -95,7 +96,7 @@ def write_plot(report: CheckReport, path: Path) -> None:
         for label, c in curves.items():
             ax.step(range(len(c)), [v / 1024 for v in c], where="mid", label=label)
         ax.axhline(report.budget.sram_bytes / 1024, color="red", ls="--", label="budget")
-        ax.set(xlabel="execution step", ylabel="SRAM (KiB)", title=title)
+        ax.set(xlabel="op (execution order)", ylabel="SRAM (KiB)", title=title)
         ax.legend()
         fig.tight_layout()
         fig.savefig(path, dpi=120)
