@@ -11,3 +11,9 @@ class OverBudget(TinymcuError):
     """The model does not fit the memory budget (or regressed past the allowed limit)."""
 
     exit_code = 1
+
+
+class VerificationError(TinymcuError):
+    """Our result disagrees with the reference (TFLM): a bug in tinymcu, not in the input."""
+
+    exit_code = 3

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from ..boards import DEFAULT_BOARD, get_board, parse_size
-from ..errors import TinymcuError
+from ..errors import TinymcuError, VerificationError
 from ..outputs import write_atomic
 
 
@@ -71,4 +71,4 @@ def command(model: Path, input_path: Path, output_path: Path | None, schedule: s
     if output_path:
         _save_outputs(output_path, result.outputs)
     if verify and not result.tflm_equal:
-        raise TinymcuError("emulator and TFLM outputs differ")
+        raise VerificationError("emulator and TFLM outputs differ")
