@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..errors import TinymcuError
 from . import kernels
@@ -76,6 +78,7 @@ class Model:
     file_bytes: int
     ops: int
     weights_bytes: int
+    weights_sparse_bytes: int
 
 
 @dataclass
@@ -95,6 +98,21 @@ class CheckReport:
         """The versioned JSON document (``schema_version`` bumps on breaking changes)."""
         d = asdict(self)
         return {"schema_version": SCHEMA_VERSION, "tool": f"tinymcu {__version__}", **d}
+
+
+def sparse_weight_bytes(graph: Graph) -> int:
+    """Flash for the constants with int8 weights stored sparse: a 1-bit-per-weight mask plus
+    the non-zero values — the format pruned layers take in our C runtime. Other constants
+    (int32 biases, shapes) stay dense. Equals the pruner's flash budget model."""
+    total = 0
+    for t in graph.tensors:
+        if not t.is_const:
+            continue
+        if t.dtype == "int8":
+            total += (t.size + 7) // 8 + int(np.count_nonzero(t.data))
+        else:
+            total += t.nbytes
+    return total
 
 
 def step_macs(graph: Graph, step: Step) -> int:
@@ -169,7 +187,7 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
     path = Path(path)
     data, graph = load_graph(path)
     model = Model(path.stem, str(path), hashlib.sha256(data).hexdigest(), len(data),
-                  len(graph.ops), graph.weight_bytes())
+                  len(graph.ops), graph.weight_bytes(), sparse_weight_bytes(graph))
 
     schedules = {name: usage(graph, plan(graph, sched, strategy=strategy, target=target))
                  for name, sched in candidate_schedules(graph, schedule, budget.sram_bytes).items()}
