@@ -1,0 +1,351 @@
+"""Patch-based scheduling benchmark: per-layer vs searched patch schedules.
+
+For each model: the per-layer arena, the best patch arena (searched over every legal split
+and grid), their MACs, the halo overhead, the chosen (split, p) and the search time. Arenas
+are the planner's (the emulator tests check the planner against execution), counted two
+ways: everything (the input image stays in SRAM) and the MCUNetV2/TinyEngine way (input
+image streamed, not counted). Writes benchmarks/results/patch.md and a plot of memory over
+execution order next to it.
+
+    python benchmarks/patch/run.py            # all models (builds MobileNetV2s once, cached)
+    python benchmarks/patch/run.py --quick    # shared models only, no TensorFlow
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from tinymcu.errors import TinymcuError  # noqa: E402
+from tinymcu.mcu_runtime import patch  # noqa: E402
+from tinymcu.mcu_runtime.ir import Graph  # noqa: E402
+from tinymcu.mcu_runtime.planner import plan  # noqa: E402
+from tinymcu.mcu_runtime.schedule import Schedule, layer_schedule  # noqa: E402
+from tinymcu.mcu_runtime.tflite_reader import load_tflite  # noqa: E402
+
+SHARED = ROOT / "tests" / "data"
+#: MCUNetV2 (Lin et al., NeurIPS 2021), Fig. 1/Table: MobileNetV2 @224, 4×4 patches
+PAPER_PEAK_KB = 172
+KB = 1024
+
+
+@dataclass
+class Row:
+    model: str
+    layer_all: int
+    layer_noimg: int
+    patch_all: int
+    patch_noimg: int
+    split_all: str
+    split_noimg: str
+    layer_macs: int
+    patch_macs: int
+    seconds: float
+    noimg_overhead: str = ""
+    cpu: float = 0.0
+    high_water: str = ""
+
+    @property
+    def overhead(self) -> float:
+        return self.patch_macs / self.layer_macs - 1
+
+
+def kb(n: int) -> str:
+    return f"{n / KB:.1f}"
+
+
+def describe(graph: Graph, res: patch.SearchResult) -> str:
+    op = graph.ops[res.split]
+    h, w = graph.tensors[op.outputs[0]].shape[1:3]
+    return f"op {res.split} ({op.kind} {h}×{w}), {res.grid}×{res.grid}"
+
+
+def bench(name: str, graph: Graph, max_overhead: float | None
+          ) -> tuple[Row, patch.SearchResult, patch.SearchResult]:
+    """Search counted both ways; the time is the everything-counted search's wall time."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    everything = patch.search(graph, max_overhead=max_overhead)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    streamed = patch.search(graph, count_input=False, max_overhead=max_overhead)
+    row = Row(name, everything.layer_peak, streamed.layer_peak, everything.peak, streamed.peak,
+              describe(graph, everything), describe(graph, streamed), everything.layer_macs,
+              everything.macs, seconds, f"{streamed.overhead:+.1%}", cpu)
+    return row, everything, streamed
+
+
+def emulated(graph: Graph, sched: Schedule) -> str:
+    """Run ``sched`` in the emulator at its planned offsets and compare with per-layer.
+
+    Returns the measured high-water mark; raises if the outputs differ, so a printed arena
+    is one the patch schedule really ran in.
+    """
+    import numpy as np
+
+    from tinymcu.mcu_runtime.emulator import emulate
+
+    rng = np.random.default_rng(0)
+    inputs = [rng.integers(-128, 128, graph.tensors[t].shape).astype(graph.tensors[t].dtype)
+              for t in graph.inputs]
+    p = plan(graph, sched)
+    got = emulate(graph, p, inputs)
+    want = emulate(graph, plan(graph, layer_schedule(graph)), inputs)
+    if not all(np.array_equal(a, b) for a, b in zip(got.outputs, want.outputs, strict=True)):
+        raise AssertionError(f"{graph.name}: patch outputs differ from per-layer")
+    if got.high_water > p.arena_bytes:
+        raise AssertionError(f"{graph.name}: emulator touched beyond the arena")
+    return kb(got.high_water)
+
+
+def paper_count(graph: Graph, sched: Schedule) -> int:
+    """Peak the way MCUNetV2 counts it: input + output activations of each step.
+
+    In-place ops (TinyEngine's depthwise) count the larger of the two, the stage output
+    being assembled counts during every patch step, the input image and residual tensors
+    waiting for a later ADD do not. Analytic, for comparing with the paper only.
+    """
+    from tinymcu.mcu_runtime import kernels
+
+    image = {graph.inputs[0]}
+    stage_out = sched.info.get("stage_output")
+    peak = 0
+    for step in sched.steps:
+        op = graph.ops[step.op]
+        ins = {step.io[t] for t in op.inputs if t in step.io and t not in image}
+        outs = {step.io[t] for t in op.outputs if t in step.io}
+        size_in = sum(sched.buffers[b].nbytes for b in ins)
+        size_out = sum(sched.buffers[b].nbytes for b in outs - ins)
+        if kernels.get(op.kind).inplace(op, graph):
+            total = max(size_in, size_out)
+        else:
+            total = size_in + size_out
+        if step.out_region is not None and f"t{stage_out}" not in outs:
+            total += graph.tensors[stage_out].nbytes
+        peak = max(peak, total)
+    return peak
+
+
+def fixed_grid(graph: Graph, parts: int) -> tuple[int, Schedule, int]:
+    """Best split for a fixed grid, counted without the image (how the paper fixes p=4)."""
+    best = None
+    for split in patch.split_candidates(graph):
+        h, w = graph.tensors[graph.ops[split].outputs[0]].shape[1:3]
+        if parts > min(h, w):
+            continue
+        sched = patch.patch_schedule(graph, split, parts)
+        est = patch.liveness_peak(graph, patch.without_inputs(graph, sched))
+        if best is None or est < best[0]:
+            best = (est, split, sched)
+    assert best is not None
+    _, split, sched = best
+    return split, sched, patch.arena_bytes(graph, sched, count_input=False)
+
+
+def memory_plot(graph: Graph, curves: list[tuple[str, Schedule, bool]], title: str,
+                out: Path) -> list[Path]:
+    """Live bytes over execution progress (fraction of MACs done), one line per schedule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for label, sched, count_input in curves:
+        p = plan(graph, sched if count_input else patch.without_inputs(graph, sched))
+        macs = [patch.schedule_macs(graph, Schedule(sched.kind, [s], sched.buffers))
+                for s in sched.steps]
+        total = sum(macs)
+        x, done = [], 0
+        for m in macs:
+            x.append(done / total)
+            done += m
+        live = [b / KB for b in p.live_bytes]
+        ax.step([*x, 1.0], [*live, live[-1]], where="post",
+                label=f"{label}: arena {kb(p.arena_bytes)} kB")
+    ax.set_xlabel("execution progress (fraction of MACs done)")
+    ax.set_ylabel("live SRAM (kB)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths = [out.with_suffix(".svg"), out.with_suffix(".png")]
+    for path in paths:
+        tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    plt.close(fig)
+    return paths
+
+
+def pareto(graph: Graph, count_input: bool) -> list[tuple[int, float, int, int]]:
+    """(liveness bound, MAC overhead, split, p) points no other candidate beats on both."""
+    base = patch.schedule_macs(graph, layer_schedule(graph))
+    points = []
+    for cand, walk in patch.candidates(graph, count_input):
+        sched = walk.schedule()
+        bound = patch.liveness_peak(graph, sched if count_input
+                                    else patch.without_inputs(graph, sched))
+        points.append((bound, cand.macs / base - 1, cand.split, cand.grid))
+    front, best = [], float("inf")
+    for point in sorted(points):
+        if point[1] < best:
+            front.append(point)
+            best = point[1]
+    return front
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shared models only (no TensorFlow)")
+    ap.add_argument("--max-overhead", type=float, default=0.15,
+                    help="MAC overhead allowed for the searched schedules (default 0.15)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "patch.md")
+    args = ap.parse_args()
+
+    models: list[tuple[str, Path]] = []
+    if not args.quick:
+        from patch_models import mobilenetv2_tflite
+
+        models += [("MobileNetV2-0.35 @144", mobilenetv2_tflite(0.35, 144)),
+                   ("MobileNetV2-0.35 @224", mobilenetv2_tflite(0.35, 224))]
+    models += [("MobileNetV1-0.25 @96 (VWW)", SHARED / "vww_96_int8.tflite"),
+               ("person_detect (MobileNetV1-0.25 @96)", SHARED / "person_detect.tflite"),
+               ("ResNet-8 (IC)", SHARED / "pretrainedResnet_quant.tflite"),
+               ("DS-CNN (KWS)", SHARED / "kws_ref_model.tflite"),
+               ("FC autoencoder (AD)", SHARED / "ad01_int8.tflite")]
+
+    rows: list[Row] = []
+    free: list[Row] = []
+    skipped: list[str] = []
+    plot_input = None
+    fronts = {}
+    for name, path in models:
+        graph = load_tflite(path.read_bytes())
+        try:
+            row, res, streamed = bench(name, graph, args.max_overhead)
+            free_row, _, _ = bench(name, graph, None)
+        except TinymcuError as exc:
+            skipped.append(f"- {name}: {exc}")
+            print(f"{name}: {exc}")
+            continue
+        row.high_water = emulated(graph, res.schedule)
+        rows.append(row)
+        free.append(free_row)
+        if plot_input is None:
+            plot_input = (graph, res.schedule, streamed.schedule, name)
+        if name.startswith("MobileNetV2"):
+            fronts[name] = pareto(graph, False)
+        print(f"{name}: per-layer {kb(row.layer_all)} kB, patch {kb(row.patch_all)} kB "
+              f"({row.split_all}), w/o image {kb(row.patch_noimg)} kB, "
+              f"{row.overhead:+.1%} MACs, search {row.seconds:.2f} s")
+
+    paper = None
+    if not args.quick:
+        from patch_models import mobilenetv2_tflite
+
+        graph = load_tflite(mobilenetv2_tflite(1.0, 224).read_bytes())
+        layer = layer_schedule(graph)
+        split, sched, peak = fixed_grid(graph, 4)
+        base = patch.schedule_macs(graph, layer)
+        over = patch.schedule_macs(graph, sched) / base - 1
+        found = patch.search(graph, count_input=False, max_overhead=args.max_overhead)
+        paper = (patch.arena_bytes(graph, layer), paper_count(graph, layer), split, peak,
+                 paper_count(graph, sched), over, graph, found)
+        print(f"MobileNetV2-1.0 @224 4×4: per-layer {kb(paper[0])} kB, patch {kb(peak)} kB "
+              f"(split op {split}), MCUNetV2 count {kb(paper[4])} kB, paper {PAPER_PEAK_KB} kB, "
+              f"{over:+.1%} MACs")
+
+    header = ("| model | per-layer all | patch all | ratio | patch w/o image | ratio "
+              "| MAC overhead (all / w/o image) | chosen (split, p) all | chosen w/o image "
+              "| search s (wall / CPU) | emulated high-water kB |")
+    rule = "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"
+
+    def table(rs: list[Row]) -> list[str]:
+        return [header, rule] + [
+            f"| {r.model} | {kb(r.layer_all)} | {kb(r.patch_all)} | "
+            f"{r.layer_all / r.patch_all:.2f}× | {kb(r.patch_noimg)} | "
+            f"{r.layer_all / r.patch_noimg:.2f}× | {r.overhead:+.1%} / {r.noimg_overhead} | "
+            f"{r.split_all} | {r.split_noimg} | {r.seconds:.2f} / {r.cpu:.2f} | "
+            f"{r.high_water or '–'} |" for r in rs]
+
+    lines = ["# Patch-based scheduling (MCUNetV2) — per-layer vs searched patch schedules", "",
+             "Generated by `python benchmarks/patch/run.py` on a 2-core machine shared with",
+             "other jobs. Arenas are the `tinymcu` planner's (`mcu_runtime/planner.py`); the",
+             "tests execute patch schedules inside exactly these arenas in the emulator,",
+             "bit-exact with per-layer execution and TFLM. kB = 1024 bytes. **all** counts",
+             "everything (the input image stays in SRAM through the patch stage); **w/o image**",
+             "plans with the input image streamed (the MCUNetV2/TinyEngine convention); both",
+             "ratios divide the per-layer arena with everything counted (the image is dead by",
+             "the per-layer peak of these models, so per-layer w/o image is the same or lower).",
+             "MACs are summed over executed steps (a tile step costs its share of the op).",
+             "The first table's everything-counted schedules were also run here in the",
+             "emulator at their planned offsets (random input): outputs equal per-layer",
+             "execution, and the high-water mark is the measured arena use.",
+             "MobileNetV2s: Keras `MobileNetV2(weights=None)`, seeded random weights, full-int8.",
+             "Search time: one `patch.search` over all legal splits × p = 2..8, wall and CPU",
+             "seconds (the wall time depends on what else runs on the 2 cores).", "",
+             f"## Lowest peak with at most {args.max_overhead:.0%} extra MACs", "",
+             *table(rows), "", "## Lowest peak at any MAC overhead", "", *table(free), ""]
+    if skipped:
+        lines += ["Models without a patch schedule:", "", *skipped, ""]
+    targets = []
+    for r in rows:
+        if r.model.startswith("MobileNetV2-0.35"):
+            targets.append(f"- {r.model}: all {r.layer_all / r.patch_all:.2f}× (target ≥ 3.5×), "
+                           f"w/o image {r.layer_all / r.patch_noimg:.2f}× (target ≥ 6×), both "
+                           f"at ≤ {args.max_overhead:.0%} MACs; search {r.seconds:.2f} s wall, "
+                           f"{r.cpu:.2f} s CPU (target < 10 s)")
+    if paper:
+        layer_all, layer_paper, split, peak, counted, over, graph, found = paper
+        op = graph.ops[split]
+        hw = graph.tensors[op.outputs[0]].shape[1:3]
+        targets.append(
+            f"- MobileNetV2-1.0 @224, 4×4 patches (split after op {split}, {op.kind} "
+            f"{hw[0]}×{hw[1]}), {over:+.1%} MACs: counted like the paper (input + output of "
+            f"each step) per-layer {kb(layer_paper)} kB (paper 1372) → patch {kb(counted)} kB "
+            f"(paper {PAPER_PEAK_KB}, target ≤ {PAPER_PEAK_KB * 1.1:.1f}); planner arena "
+            f"per-layer {kb(layer_all)} kB → patch w/o image {kb(peak)} kB (the arena also "
+            f"holds each residual block's input until its ADD, which the paper's count omits)")
+        targets.append(
+            f"- MobileNetV2-1.0 @224 searched (w/o image, ≤ {args.max_overhead:.0%} MACs): "
+            f"{describe(graph, found)}, {kb(found.peak)} kB, {found.overhead:+.1%} MACs, "
+            f"search {found.seconds:.2f} s wall")
+    lines += ["## Targets", "", *targets, "",
+              "Where a target is missed: with the image in SRAM the peak step of",
+              "MobileNetV2-0.35 @144 is an in-place depthwise tile, and the planner charges that",
+              "kernel's one-channel scratch for the whole feature map (the kernel's",
+              "`scratch_bytes` cannot see the tile), not for the tile it runs on. Without the",
+              "image, the Pareto front below shows no 0.35 @144 schedule at ≤ 15% MACs below",
+              "the 6× line: at 18×18 the halos of the 72×72 layers cost more than at 224² —",
+              "MCUNetV2 closes that gap by redistributing the receptive field (changing the",
+              "network), which a scheduler for a given model cannot do.", ""]
+    for name, front in fronts.items():
+        lines += [f"### {name}: peak w/o image vs MAC overhead (Pareto front of all candidates)",
+                  "", "| liveness bound kB | MAC overhead | split | p |", "|---:|---:|---:|---:|",
+                  *(f"| {kb(e)} | {o:+.1%} | {sp} | {p} |" for e, o, sp, p in front), ""]
+    if plot_input:
+        graph, sched, streamed_sched, name = plot_input
+        curves = [("per-layer", layer_schedule(graph), True),
+                  ("patch, image in SRAM", sched, True),
+                  ("patch, image streamed", streamed_sched, False)]
+        plot = memory_plot(graph, curves, f"{name}: live SRAM over execution "
+                           f"(≤ {args.max_overhead:.0%} extra MACs)",
+                           args.out.with_name("patch_memory"))
+        lines += ["## Memory over execution order", "",
+                  f"![memory over execution]({plot[0].name}) ({name}; PNG: {plot[1].name})", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, args.out)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

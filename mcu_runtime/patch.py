@@ -1,0 +1,521 @@
+"""Patch-based scheduling (MCUNetV2): run the memory-hungry first layers tile by tile.
+
+The first blocks of a CNN hold feature maps an order of magnitude larger than the rest.
+A patch schedule splits the output of one op (the *split*) into a p×p grid of tiles and
+computes the whole *stage* (every op up to the split) once per tile, from only the input
+pixels that tile depends on; the stage's output is assembled in one full buffer, and the
+remaining ops run layer by layer. Only one tile's intermediates are alive at a time, at the
+price of recomputing the overlapping halos.
+
+MCUNetV2's released code fixes the split and p by hand; :func:`search` tries every legal
+(split, p), ranks them by the planner's liveness lower bound (cheap: no placement), and
+runs the full planner only on candidates that can still win.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import OverBudget, TinymcuError
+from .ir import Graph, Op
+from .regions import (
+    PAD_KINDS,
+    POINTWISE_KINDS,
+    WINDOW_KINDS,
+    grid,
+    input_span,
+    window,
+)
+from .schedule import Buffer, Region, Schedule, Step, buffer_name, layer_schedule
+
+#: ops a patch stage may contain: each output pixel depends on a bounded input box
+STAGE_KINDS = POINTWISE_KINDS | WINDOW_KINDS
+
+#: largest grid the search tries by default (MCUNetV2 uses up to 4–5; more only adds halos)
+DEFAULT_MAX_GRID = 8
+
+
+def _spatial(graph: Graph, tensor: int) -> bool:
+    shape = graph.tensors[tensor].shape
+    return len(shape) == 4 and shape[0] == 1
+
+
+def _stage_op_problem(op: Op, graph: Graph) -> str | None:
+    """Why ``op`` cannot run on a tile, or None if it can."""
+    if op.kind in PAD_KINDS:
+        return f"{op.kind} kernel cannot pad a tile yet"
+    if op.kind not in STAGE_KINDS:
+        return f"{op.kind} needs its whole input"
+    if len(op.outputs) != 1 or not _spatial(graph, op.outputs[0]):
+        return f"{op.kind} output is not a batch-1 NHWC map"
+    out_hw = graph.tensors[op.outputs[0]].shape[1:3]
+    for pos, t in enumerate(op.inputs):
+        if t < 0:
+            continue
+        tensor = graph.tensors[t]
+        if tensor.is_const:
+            if op.kind in WINDOW_KINDS and pos >= 1:
+                continue
+            # constant operands of pointwise ops must broadcast over H and W
+            if any(d != 1 for d in tensor.shape[:-1]):
+                return f"{op.kind} has a constant operand that varies over H/W"
+            continue
+        if not _spatial(graph, t):
+            return f"{op.kind} input is not a batch-1 NHWC map"
+        if op.kind in POINTWISE_KINDS and tensor.shape[1:3] != out_hw:
+            return f"{op.kind} broadcasts over H/W"
+    if op.kind == "CONCATENATION" and op.attrs.get("axis", -1) not in (3, -1):
+        return "CONCATENATION is not along channels"
+    return None
+
+
+def stage_problem(graph: Graph, split: int) -> str | None:
+    """Why ops ``0..split`` cannot form a patch stage, or None if they can.
+
+    A stage must consist of tileable ops, read only graph inputs from outside, and hand
+    exactly one tensor (the split output) to the rest of the graph: a tensor that crosses
+    the boundary otherwise (e.g. the skip branch of a residual block cut in the middle)
+    would be needed whole after the stage, so such splits are excluded.
+    """
+    if not 0 <= split < len(graph.ops):
+        return f"split {split} is not an op index (0..{len(graph.ops) - 1})"
+    stage = graph.ops[: split + 1]
+    for op in stage:
+        problem = _stage_op_problem(op, graph)
+        if problem:
+            return f"op {op.index} {problem}"
+    produced = {t for op in stage for t in op.outputs}
+    out = stage[-1].outputs[0]
+    for op in stage:
+        for t in op.inputs:
+            if t >= 0 and not graph.tensors[t].is_const and t not in produced \
+                    and t not in graph.inputs:
+                return f"op {op.index} reads tensor {t} that is neither a graph input nor staged"
+    late = {t for op in graph.ops[split + 1:] for t in op.inputs}
+    stage_reads = {t for op in stage for t in op.inputs}
+    for t in produced - {out}:
+        if t in late or t in graph.outputs:
+            return f"tensor {t} crosses the split boundary (e.g. a residual branch)"
+        if t not in stage_reads:
+            return f"tensor {t} is produced in the stage but never used"
+    return None
+
+
+def split_candidates(graph: Graph) -> list[int]:
+    """Op indices whose output can end a patch stage."""
+    return [i for i in range(len(graph.ops)) if stage_problem(graph, i) is None]
+
+
+class _Facts:
+    """Per-graph facts every candidate needs, computed once per search."""
+
+    def __init__(self, graph: Graph) -> None:
+        from . import kernels
+        from .planner import ALIAS_KINDS
+
+        self.graph = graph
+        self.acts = {t.index for t in graph.activations()}
+        self.nbytes = {t: graph.tensors[t].nbytes for t in self.acts}
+        self.pixel_bytes = {t: self.nbytes[t] // (graph.tensors[t].shape[1]
+                                                  * graph.tensors[t].shape[2])
+                            for t in self.acts if _spatial(graph, t)}
+        self.act_inputs = [[t for t in op.inputs if t in self.acts] for op in graph.ops]
+        self.io = [[*self.act_inputs[op.index], *(t for t in op.outputs if t in self.acts)]
+                   for op in graph.ops]
+        self.windows = [window(op, graph) if op.kind in STAGE_KINDS else None
+                        for op in graph.ops]
+        self.kernels = [kernels.get(op.kind) for op in graph.ops]
+        self.macs = [k.macs(op, graph) for k, op in zip(self.kernels, graph.ops)]
+        self.inplace = [op.kind in ALIAS_KINDS or k.inplace(op, graph)
+                        for k, op in zip(self.kernels, graph.ops)]
+        self.scratch = [k.scratch_bytes(op, graph) for k, op in zip(self.kernels, graph.ops)]
+
+
+class _Walk:
+    """The regions of one (split, p) candidate, walked per axis.
+
+    A tile's box is the product of its row band and column band, and the window math is
+    per axis, so the p² tiles need only 2p one-dimensional walks; MACs and a memory floor
+    follow from the band lengths without building any Step.
+    """
+
+    def __init__(self, facts: _Facts, split: int, grid_size: int) -> None:
+        graph = facts.graph
+        self.facts, self.split, self.grid = facts, split, grid_size
+        self.stage = graph.ops[: split + 1]
+        self.out = self.stage[-1].outputs[0]
+        _, height, width, _ = graph.tensors[self.out].shape
+        if not 1 <= grid_size <= min(height, width):
+            raise TinymcuError(f"a {grid_size}x{grid_size} grid does not fit the "
+                               f"{height}x{width} output of op {split}")
+        self.local = {t for op in self.stage for t in op.outputs} - {self.out}
+        self.tiles = grid(height, width, grid_size)
+        bands = [[(r.y0, r.y1) for r in self.tiles[::grid_size]],
+                 [(r.x0, r.x1) for r in self.tiles[:grid_size]]]
+        # need[axis][tensor][band] = (lo, hi); span[axis][op][band] = (out, in, pad)
+        self.need: list[dict[int, list[tuple[int, int]]]] = []
+        self.span: list[dict[int, list[tuple[tuple[int, int], tuple[int, int],
+                                             tuple[int, int]]]]] = []
+        for axis in (0, 1):
+            need = {self.out: list(bands[axis])}
+            span = {}
+            for op in reversed(self.stage):
+                rows = []
+                for o0, o1 in need[op.outputs[0]]:
+                    lo, hi, before, after = input_span(facts.windows[op.index], axis, o0, o1)
+                    rows.append(((o0, o1), (lo, hi), (before, after)))
+                span[op.index] = rows
+                for t in facts.act_inputs[op.index]:
+                    old = need.get(t)
+                    need[t] = [(lo, hi) for _, (lo, hi), _ in rows] if old is None else [
+                        (min(a, lo), max(b, hi)) for (a, b), (_, (lo, hi), _) in zip(old, rows)]
+            self.need.append(need)
+            self.span.append(span)
+
+    def _lengths(self, tensor: int) -> np.ndarray:
+        """Bytes of ``tensor``'s tile buffer for every tile, as a p×p array."""
+        hy = np.array([b - a for a, b in self.need[0][tensor]], dtype=np.int64)
+        wx = np.array([b - a for a, b in self.need[1][tensor]], dtype=np.int64)
+        return np.outer(hy, wx) * self.facts.pixel_bytes[tensor]
+
+    def macs(self) -> int:
+        """MACs of the schedule: each tile step costs its share of the full op."""
+        f, graph = self.facts, self.facts.graph
+        total = sum(f.macs[op.index] for op in graph.ops[self.split + 1:])
+        for op in self.stage:
+            shape = graph.tensors[op.outputs[0]].shape
+            hy = np.array([b - a for (a, b), _, _ in self.span[0][op.index]], dtype=np.int64)
+            wx = np.array([b - a for (a, b), _, _ in self.span[1][op.index]], dtype=np.int64)
+            total += int((f.macs[op.index] * np.outer(hy, wx) // (shape[1] * shape[2])).sum())
+        return total
+
+    def floor(self, count_input: bool) -> int:
+        """A cheap lower bound of the planner's liveness bound for this candidate.
+
+        At every step the step's own inputs, output and scratch are alive (an in-place op's
+        output may share input 0's memory: count the larger of the two); in every tile but
+        the first and the last, the input image (if counted) and the stage output being
+        assembled are alive too, read or not.
+        """
+        f, graph, p = self.facts, self.facts.graph, self.grid
+
+        def whole(t: int) -> int:
+            return 0 if t in graph.inputs and not count_input else f.nbytes[t]
+
+        def size(t: int) -> np.ndarray | int:
+            return self._lengths(t) if t in self.local else whole(t)
+
+        middle = np.zeros((p, p), dtype=np.int64)
+        middle.flat[1:p * p - 1] = 1
+        held = {*graph.inputs, self.out}
+        best = 0
+        for op in self.stage:
+            ins, outs = f.act_inputs[op.index], op.outputs
+            step = sum(size(t) for t in set(ins)) + f.scratch[op.index]
+            if f.inplace[op.index] and ins:
+                step = step - size(ins[0]) + np.maximum(size(ins[0]), size(outs[0]))
+            else:
+                step = step + size(outs[0])
+            idle = sum(whole(t) for t in held - {*ins, *outs})
+            best = max(best, int(np.max(step + middle * idle)))
+        for op in graph.ops[self.split + 1:]:
+            ins = f.act_inputs[op.index]
+            outs = [t for t in op.outputs if t in f.acts]
+            step = sum(whole(t) for t in set(ins)) + f.scratch[op.index]
+            both = sum(whole(t) for t in outs)
+            if f.inplace[op.index] and ins and outs:
+                step += max(0, both - whole(ins[0]))
+            else:
+                step += both
+            best = max(best, step)
+        return best
+
+    def schedule(self) -> Schedule:
+        f = self.facts
+        buffers = {buffer_name(t): Buffer(buffer_name(t), t, f.nbytes[t])
+                   for t in sorted(f.acts - self.local)}
+        steps: list[Step] = []
+        p = self.grid
+        for k in range(p * p):
+            r, c = divmod(k, p)
+            names = {}
+            for t in self.local:
+                (y0, y1), (x0, x1) = self.need[0][t][r], self.need[1][t][c]
+                box = Region(y0, y1, x0, x1)
+                names[t] = f"t{t}@{k}"
+                buffers[names[t]] = Buffer(names[t], t, box.h * box.w * f.pixel_bytes[t], box)
+            for op in self.stage:
+                (oy, iy, py), (ox, ix, px) = self.span[0][op.index][r], self.span[1][op.index][c]
+                io = {t: names.get(t) or buffer_name(t) for t in f.io[op.index]}
+                pad = None if f.windows[op.index] is None else (*py, *px)
+                steps.append(Step(op.index, io, Region(*oy, *ox), Region(*iy, *ix), pad))
+        for op in f.graph.ops[self.split + 1:]:
+            steps.append(Step(op.index, {t: buffer_name(t) for t in f.io[op.index]}))
+        info = {"split": self.split, "grid": p, "stage_output": self.out,
+                "tiles": [[r.y0, r.y1, r.x0, r.x1] for r in self.tiles]}
+        return Schedule("patch", steps, buffers, info)
+
+
+def patch_schedule(graph: Graph, split: int, grid_size: int) -> Schedule:
+    """Run ops ``0..split`` tile by tile over a ``grid_size``² grid of the split output.
+
+    For each tile the needed box of every tensor is the union of what its consumers in
+    that tile read (so a residual branch carries the larger halo of the two); each stage
+    tensor gets one buffer per tile ("t{idx}@{tile}") holding exactly that box, the stage
+    output is one full buffer written tile by tile, the graph input stays whole.
+    """
+    problem = stage_problem(graph, split)
+    if problem:
+        raise TinymcuError(f"no patch stage ends at op {split}: {problem}")
+    return _Walk(_Facts(graph), split, grid_size).schedule()
+
+
+def schedule_macs(graph: Graph, schedule: Schedule) -> int:
+    """Multiply-accumulates of a schedule: a tile step costs its share of the full op."""
+    from .kernels import get
+
+    full: dict[int, int] = {}
+    total = 0
+    for step in schedule.steps:
+        op = graph.ops[step.op]
+        if op.index not in full:
+            full[op.index] = get(op.kind).macs(op, graph)
+        macs = full[op.index]
+        if step.out_region is not None:
+            shape = graph.tensors[op.outputs[0]].shape
+            macs = macs * step.out_region.h * step.out_region.w // (shape[1] * shape[2])
+        total += macs
+    return total
+
+
+def liveness_peak(graph: Graph, schedule: Schedule) -> int:
+    """The planner's liveness lower bound for ``schedule``, without placing anything.
+
+    Same lifetimes, in-place merges and kernel scratch as ``planner.plan`` (a test checks
+    equality with ``Plan.lower_bound``), so no arena can be smaller. Skipping the offset
+    placement, and asking each kernel once per op instead of once per tile step, makes it
+    cheap enough to rank every candidate; being a true bound lets the search stop
+    planning once it exceeds the best arena found.
+    """
+    from . import kernels, planner
+
+    align = planner.ALIGNMENT["tinymcu"]
+    lifetimes = planner.buffer_lifetimes(graph, schedule)
+    size = {b: planner.align_up(schedule.buffers[b].nbytes, align) for b in lifetimes}
+    span = dict(lifetimes)
+    root = {b: b for b in lifetimes}
+
+    def find(b: str) -> str:
+        while root[b] != b:
+            b = root[b]
+        return b
+
+    inputs = {b for b, buf in schedule.buffers.items() if buf.tensor in graph.inputs}
+    inplace: dict[int, bool] = {}
+    scratch: dict[int, int] = {}
+    extra = []
+    for i, step in enumerate(schedule.steps):
+        op = graph.ops[step.op]
+        if op.index not in inplace:
+            kernel = kernels.get(op.kind)
+            inplace[op.index] = op.kind in planner.ALIAS_KINDS or kernel.inplace(op, graph)
+            scratch[op.index] = planner.align_up(kernel.scratch_bytes(op, graph), align)
+        if scratch[op.index]:
+            extra.append((i, scratch[op.index]))
+        if not inplace[op.index] or not op.inputs or not op.outputs:
+            continue
+        src, dst = step.io.get(op.inputs[0]), step.io.get(op.outputs[0])
+        if src is None or dst is None or src == dst or dst in inputs:
+            continue
+        slot = find(src)
+        if span[slot][1] != i or lifetimes[dst][0] != i or find(dst) != dst:
+            continue
+        others = {step.io[t] for t in op.inputs[1:] if t in step.io} - {src}
+        if any(find(b) == slot for b in others) or size[dst] > size[slot]:
+            continue
+        root[dst] = slot
+        (f1, l1), (f2, l2) = span[slot], span.pop(dst)
+        span[slot] = (min(f1, f2), max(l1, l2))
+        size[slot] = max(size[slot], size.pop(dst))
+    delta = [0] * (len(schedule.steps) + 1)
+    for b, (first, last) in span.items():
+        delta[first] += size[b]
+        delta[last + 1] -= size[b]
+    for i, n in extra:
+        delta[i] += n
+        delta[i + 1] -= n
+    peak = live = 0
+    for d in delta:
+        live += d
+        peak = max(peak, live)
+    return peak
+
+
+def without_inputs(graph: Graph, schedule: Schedule) -> Schedule:
+    """The schedule with the graph input buffers made zero-sized.
+
+    MCUNetV2 and TinyEngine count activation memory without the input image (it is
+    streamed from the camera or flash patch by patch); planning this variant gives that
+    figure from the same planner.
+    """
+    names = {buffer_name(t) for t in graph.inputs}
+    buffers = {n: replace(b, nbytes=0) if n in names else b for n, b in schedule.buffers.items()}
+    return Schedule(schedule.kind, schedule.steps, buffers, dict(schedule.info))
+
+
+def arena_bytes(graph: Graph, schedule: Schedule, count_input: bool = True) -> int:
+    """The planner's arena for ``schedule``, optionally without the input image."""
+    from .planner import plan
+
+    return plan(graph, schedule if count_input else without_inputs(graph, schedule)).arena_bytes
+
+
+@dataclass
+class Candidate:
+    """One (split, grid) point of the search.
+
+    ``floor`` is the cheap bound every candidate gets; ``estimate`` (the planner's exact
+    liveness bound) and ``peak`` (the planned arena) are None unless the search needed them.
+    """
+
+    split: int
+    grid: int
+    macs: int
+    floor: int
+    estimate: int | None = None
+    peak: int | None = None
+
+
+@dataclass
+class SearchResult:
+    """The chosen patch schedule and the numbers that justify it."""
+
+    schedule: Schedule
+    split: int
+    grid: int
+    peak: int
+    macs: int
+    layer_peak: int
+    layer_macs: int
+    seconds: float
+    count_input: bool
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def overhead(self) -> float:
+        """Extra MACs spent recomputing halos, as a fraction of the per-layer MACs."""
+        return self.macs / self.layer_macs - 1.0
+
+    @property
+    def planned(self) -> int:
+        return sum(c.peak is not None for c in self.candidates)
+
+
+def candidates(graph: Graph, count_input: bool = True, max_grid: int = DEFAULT_MAX_GRID,
+               facts: _Facts | None = None) -> list[tuple[Candidate, _Walk]]:
+    """Every legal (split, p) with 2 ≤ p ≤ ``max_grid``, with its MACs and cheap floor."""
+    facts = facts or _Facts(graph)
+    found = []
+    for split in split_candidates(graph):
+        _, height, width, _ = graph.tensors[graph.ops[split].outputs[0]].shape
+        for p in range(2, min(max_grid, height, width) + 1):
+            walk = _Walk(facts, split, p)
+            found.append((Candidate(split, p, walk.macs(), walk.floor(count_input)), walk))
+    return found
+
+
+def search(graph: Graph, objective: str = "peak", budget: int | None = None,
+           count_input: bool = True, max_grid: int = DEFAULT_MAX_GRID,
+           max_overhead: float | None = None, plan_limit: int = 12) -> SearchResult:
+    """Search every legal (split, p) for the best patch schedule.
+
+    ``objective="peak"`` minimises the planned arena (MACs break ties); ``"macs"``
+    minimises MACs among schedules whose arena fits ``budget`` bytes. ``max_overhead``
+    (e.g. 0.15) drops candidates whose halo recomputation costs more than that fraction of
+    the per-layer MACs. ``count_input=False`` plans without the input image (the
+    MCUNetV2/TinyEngine convention).
+
+    Three tiers keep this fast: every candidate gets MACs and a floor from per-axis band
+    lengths (no steps built); in order of promise, candidates whose floor can still win are
+    built and get the planner's exact liveness bound; only those whose bound can still win
+    are placed by the planner (at most ``plan_limit``). For "peak" the walk stops once the
+    floor reaches the best arena found; for "macs" at the first fit in MAC order.
+    """
+    if objective not in ("peak", "macs"):
+        raise TinymcuError(f"unknown search objective {objective!r} (peak or macs)")
+    if objective == "macs" and budget is None:
+        raise TinymcuError("objective 'macs' needs an SRAM budget")
+    start = time.perf_counter()
+    facts = _Facts(graph)
+    layer_peak = arena_bytes(graph, layer_schedule(graph), count_input)
+    layer_macs = sum(facts.macs)
+    found = candidates(graph, count_input, max_grid, facts)
+    if not found:
+        raise TinymcuError("no patch schedule applies: the first op already needs its whole "
+                           "input, or every split cuts a branch")
+    allowed = found
+    if max_overhead is not None:
+        allowed = [f for f in found if f[0].macs <= layer_macs * (1 + max_overhead)]
+        if not allowed:
+            raise OverBudget(f"every patch schedule recomputes more than {max_overhead:.0%} "
+                             f"extra MACs")
+    if objective == "peak":
+        order = sorted(allowed, key=lambda f: (f[0].floor, f[0].macs))
+    else:
+        order = sorted((f for f in allowed if f[0].floor <= budget),  # type: ignore[operator]
+                       key=lambda f: (f[0].macs, f[0].floor))
+    best: tuple[Candidate, Schedule] | None = None
+    plans = 0
+    for cand, walk in order:
+        if objective == "peak" and best is not None and \
+                (cand.floor, cand.macs) >= (best[0].peak, best[0].macs):
+            break
+        sched = walk.schedule()
+        counted = sched if count_input else without_inputs(graph, sched)
+        cand.estimate = liveness_peak(graph, counted)
+        if objective == "peak":
+            if best is not None and (cand.estimate, cand.macs) >= (best[0].peak, best[0].macs):
+                continue
+        elif cand.estimate > budget:  # type: ignore[operator]
+            continue
+        if plans == plan_limit:
+            break
+        plans += 1
+        cand.peak = arena_bytes(graph, sched, count_input)
+        if objective == "peak":
+            if best is None or (cand.peak, cand.macs) < (best[0].peak, best[0].macs):
+                best = (cand, sched)
+        elif cand.peak <= budget:  # type: ignore[operator]
+            best = (cand, sched)
+            break
+    if best is None:
+        raise OverBudget(f"no patch schedule fits {budget} bytes (smallest floor "
+                         f"{min(f[0].floor for f in allowed)} bytes)")
+    cand, sched = best
+    sched.info.update({"peak": cand.peak, "macs": cand.macs, "count_input": count_input})
+    return SearchResult(sched, cand.split, cand.grid, cand.peak, cand.macs, layer_peak,
+                        layer_macs, time.perf_counter() - start, count_input,
+                        [f[0] for f in found])
+
+
+def auto_schedule(graph: Graph, budget: int) -> Schedule:
+    """Per-layer if it fits ``budget`` bytes, else the cheapest patch schedule that fits.
+
+    When nothing fits, the schedule with the smallest arena is returned so the caller's
+    report shows how far over budget the best option is.
+    """
+    layer = layer_schedule(graph)
+    layer_peak = arena_bytes(graph, layer)
+    if layer_peak <= budget:
+        return layer
+    try:
+        return search(graph, objective="macs", budget=budget).schedule
+    except OverBudget:
+        pass
+    except TinymcuError:
+        return layer
+    best = search(graph, objective="peak")
+    return best.schedule if best.peak < layer_peak else layer

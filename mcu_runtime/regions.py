@@ -1,0 +1,113 @@
+"""Receptive-field math for patch execution: which input box an output box needs.
+
+A patch stage computes a tile of a feature map from only the input pixels that tile
+depends on. Walking a tile back through an op needs the op's window (kernel, stride,
+dilation) and where its SAME/VALID padding sits; the part of the window that falls
+outside the real image becomes the step's explicit padding, so a tile in the middle of
+the image is never padded and its result equals the full-map computation exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ir import Graph, Op
+from .schedule import Region
+
+#: ops computed pixel by pixel: output pixel (y, x) reads only input pixel (y, x)
+POINTWISE_KINDS = frozenset({
+    "ADD", "SUB", "MUL", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH",
+    "HARD_SWISH", "QUANTIZE", "DEQUANTIZE", "CONCATENATION",
+})
+#: ops with a sliding window over H and W
+WINDOW_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+#: explicit padding ops: a window of 1 shifted by the leading pad, but their kernel pads by
+#: the op's full paddings, so tiles cannot use them yet (see ``patch._stage_op_problem``)
+PAD_KINDS = frozenset({"PAD", "PADV2"})
+
+
+@dataclass(frozen=True)
+class Window:
+    """How one op maps output rows/columns to input rows/columns.
+
+    Output index ``o`` reads input indices ``o*stride - before + i*dilation`` for
+    ``i < kernel``; indices outside ``[0, size)`` are the op's padding.
+    """
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    before: tuple[int, int]
+    in_size: tuple[int, int]
+
+    def span(self, axis: int) -> int:
+        return (self.kernel[axis] - 1) * self.dilation[axis] + 1
+
+
+def same_pad_before(in_size: int, out_size: int, kernel: int, stride: int, dilation: int) -> int:
+    """Leading padding of TFLite's SAME scheme (the smaller half goes first)."""
+    span = (kernel - 1) * dilation + 1
+    return max((out_size - 1) * stride + span - in_size, 0) // 2
+
+
+def window(op: Op, graph: Graph) -> Window | None:
+    """The window of a spatial op, or None for a pointwise op."""
+    if op.kind in POINTWISE_KINDS:
+        return None
+    src = graph.tensors[op.inputs[0]].shape
+    dst = graph.tensors[op.outputs[0]].shape
+    in_size = (src[1], src[2])
+    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        fshape = graph.tensors[op.inputs[1]].shape
+        kernel = (fshape[1], fshape[2])
+    else:
+        kernel = tuple(op.attrs["filter"])
+    stride = tuple(op.attrs.get("stride", (1, 1)))
+    dilation = tuple(op.attrs.get("dilation", (1, 1)))
+    if op.attrs.get("padding", "VALID") == "SAME":
+        before = tuple(same_pad_before(in_size[a], dst[1 + a], kernel[a], stride[a], dilation[a])
+                       for a in (0, 1))
+    else:
+        before = (0, 0)
+    return Window(kernel, stride, dilation, before, in_size)  # type: ignore[arg-type]
+
+
+def input_span(win: Window | None, axis: int, o0: int, o1: int) -> tuple[int, int, int, int]:
+    """Along one axis: the input rows ``[lo, hi)`` output rows ``[o0, o1)`` read, and the
+    padding ``(before, after)`` beyond the image border, as ``(lo, hi, before, after)``.
+
+    Rows and columns are independent (windows are boxes), which lets the scheduler walk a
+    p×p grid as p row bands and p column bands instead of p² tiles.
+    """
+    if win is None:
+        return o0, o1, 0, 0
+    start = o0 * win.stride[axis] - win.before[axis]
+    end = (o1 - 1) * win.stride[axis] - win.before[axis] + win.span(axis)
+    size = win.in_size[axis]
+    return max(start, 0), min(end, size), max(-start, 0), max(end - size, 0)
+
+
+def input_region(win: Window | None, out: Region) -> tuple[Region, tuple[int, int, int, int]]:
+    """The input box ``out`` needs (clipped to the image) and the padding beyond the border.
+
+    The padding is (top, bottom, left, right); it is non-zero only on sides where the
+    window of ``out`` leaves the real input, i.e. at the image border.
+    """
+    y0, y1, top, bottom = input_span(win, 0, out.y0, out.y1)
+    x0, x1, left, right = input_span(win, 1, out.x0, out.x1)
+    return Region(y0, y1, x0, x1), (top, bottom, left, right)
+
+
+def grid(height: int, width: int, parts: int) -> list[Region]:
+    """Split an H×W map into ``parts``×``parts`` tiles, row-major, covering each pixel once.
+
+    Edges are ``i*size // parts`` so sizes differ by at most one pixel and no tile is
+    empty as long as ``parts`` ≤ min(H, W); a map that does not divide evenly gets
+    uneven tiles rather than a ragged last row.
+    """
+    if not 1 <= parts <= min(height, width):
+        raise ValueError(f"a {parts}x{parts} grid does not fit a {height}x{width} map")
+    ys = [i * height // parts for i in range(parts + 1)]
+    xs = [i * width // parts for i in range(parts + 1)]
+    return [Region(ys[r], ys[r + 1], xs[c], xs[c + 1])
+            for r in range(parts) for c in range(parts)]
