@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import TinymcuError
+from ..errors import OverBudget, TinymcuError
 from . import kernels
 from .ir import Graph
 from .planner import Plan, plan
@@ -28,6 +28,8 @@ from .tflite_reader import load_tflite
 SCHEMA_VERSION = 1
 TARGETS = ("tinymcu", "tflm")
 SCHEDULES = ("layer", "patch", "auto")
+#: `--schedule patch` prefers schedules that recompute at most this share of extra MACs
+MAX_MAC_OVERHEAD = 0.15
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class CheckReport:
     fits: bool
     verdict: str
     regression: dict[str, float] | None = None
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON document (``schema_version`` bumps on breaking changes)."""
@@ -148,29 +151,41 @@ def usage(graph: Graph, p: Plan) -> ScheduleUsage:
                          step_hw, dict(sched.info))
 
 
-def candidate_schedules(graph: Graph, kind: str, sram_bytes: int) -> dict[str, Schedule]:
-    """The schedules ``--schedule kind`` compares: always op by op, plus a patch schedule for
-    "patch" (the lowest-peak one) or "auto" (the cheapest that fits, if op by op does not)."""
+def candidate_schedules(graph: Graph, kind: str, sram_bytes: int
+                        ) -> tuple[dict[str, Schedule], str | None]:
+    """The schedules ``--schedule kind`` compares, and a note when no patch schedule applies.
+
+    Always op by op; plus for "patch" the lowest-peak patch schedule within
+    ``MAX_MAC_OVERHEAD`` extra MACs (the lowest-peak one at any cost if none is that cheap),
+    for "auto" the cheapest patch schedule that fits when op by op does not.
+    """
     if kind not in SCHEDULES:
         raise TinymcuError(f"unknown schedule {kind!r}; choose from {', '.join(SCHEDULES)}")
     out = {"layer": layer_schedule(graph)}
     if kind == "layer":
-        return out
+        return out, None
     from . import patch
 
-    if kind == "patch":
-        out["patch"] = patch.search(graph, objective="peak").schedule
-    else:
-        auto = patch.auto_schedule(graph, sram_bytes)
-        if auto.kind == "patch":
-            out["patch"] = auto
-    return out
+    try:
+        if kind == "patch":
+            try:
+                found = patch.search(graph, objective="peak", max_overhead=MAX_MAC_OVERHEAD)
+            except OverBudget:
+                found = patch.search(graph, objective="peak")
+            out["patch"] = found.schedule
+        else:
+            auto = patch.auto_schedule(graph, sram_bytes)
+            if auto.kind == "patch":
+                out["patch"] = auto
+    except TinymcuError as e:
+        return out, str(e)
+    return out, None
 
 
 def pick(kind: str, costs: dict[str, tuple[int, int]], sram_bytes: int) -> str:
     """Which schedule runs: (arena, MACs) per candidate; auto takes the fewest MACs that fit."""
     if kind != "auto":
-        return kind
+        return kind if kind in costs else "layer"
     fitting = [n for n, (arena, _) in costs.items() if arena <= sram_bytes]
     if fitting:
         return min(fitting, key=lambda n: costs[n][1])
@@ -189,8 +204,9 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
     model = Model(path.stem, str(path), hashlib.sha256(data).hexdigest(), len(data),
                   len(graph.ops), graph.weight_bytes(), sparse_weight_bytes(graph))
 
+    candidates, note = candidate_schedules(graph, schedule, budget.sram_bytes)
     schedules = {name: usage(graph, plan(graph, sched, strategy=strategy, target=target))
-                 for name, sched in candidate_schedules(graph, schedule, budget.sram_bytes).items()}
+                 for name, sched in candidates.items()}
     chosen = schedules[pick(schedule, {n: (s.arena_bytes, s.macs) for n, s in schedules.items()},
                             budget.sram_bytes)]
 
@@ -205,7 +221,7 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
         over.append(f"flash {flash:,} B > {budget.flash_bytes:,} B")
     verdict = "fits" if not over else "over budget: " + "; ".join(over)
     return CheckReport(model, target, budget, flash, flash_what, chosen, schedules,
-                       not over, verdict)
+                       not over, verdict, note=note)
 
 
 def apply_baseline(report: CheckReport, baseline: dict[str, Any],

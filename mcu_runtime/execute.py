@@ -51,7 +51,8 @@ def execute(path: str | Path, inputs: list[np.ndarray], schedule: str = "layer",
     _, graph = load_graph(path)
     inputs = validate_inputs([(graph.tensors[i].shape, graph.tensors[i].dtype)
                               for i in graph.inputs], inputs)
-    plans = {n: plan(graph, s) for n, s in candidate_schedules(graph, schedule, sram_bytes).items()}
+    candidates, _ = candidate_schedules(graph, schedule, sram_bytes)
+    plans = {n: plan(graph, s) for n, s in candidates.items()}
     costs = {n: (p.arena_bytes, sum(step_macs(graph, s) for s in p.schedule.steps))
              for n, p in plans.items()}
     chosen = plans[pick(schedule, costs, sram_bytes)]

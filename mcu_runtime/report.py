@@ -44,6 +44,8 @@ def print_terminal(report: CheckReport, console: Console | None = None) -> None:
     for name, other in report.schedules.items():
         console.print(f"  {name:6s} arena {other.arena_bytes:>10,} B   MACs {other.macs:>12,}   "
                       f"{other.summary}")
+    if report.note:
+        console.print(f"  note: {report.note}")
     b = report.budget
     console.print(f"SRAM  {s.arena_bytes:,} / {b.sram_bytes:,} B "
                   f"({100 * s.arena_bytes / b.sram_bytes:.1f}%), lower bound "

@@ -66,7 +66,8 @@ def _emulate_test_split(tflite: Path, x: np.ndarray, y: np.ndarray, schedules: l
     tflm = [outs[0] for outs in tflm_invoke_batch(tflite, inputs)]
     result: dict[str, Any] = {"samples": len(x)}
     for kind in schedules:
-        p = plan(graph, candidate_schedules(graph, kind, sram)[kind])
+        candidates, _ = candidate_schedules(graph, kind, sram)
+        p = plan(graph, candidates[kind])
         outs = [emulate(graph, p, xs).outputs[0] for xs in inputs]
         result[kind] = {
             "arena_bytes": p.arena_bytes,

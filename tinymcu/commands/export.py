@@ -45,3 +45,8 @@ def command(model: str, calib: str, out_dir: str, name: str | None, state_dict: 
     result = export_model(model, calib, out_dir, name=name, state_dict=state_dict,
                           input_shape=shape, console=Console(stderr=True))
     print_summary(result.report, Console())
+    tflm = result.report["tflm"]
+    if not tflm["bit_exact"]:
+        click.echo(f"warning: TFLM and the TFLite reference kernels disagree on "
+                   f"{tflm['mismatched_samples']} of {tflm['samples']} samples (max |Δ| "
+                   f"{tflm['max_abs_diff']}); see export_report.json", err=True)

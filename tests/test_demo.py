@@ -1,0 +1,30 @@
+"""The main job end to end: prune (Flower) → export → check → emulate == TFLM, from the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "-m", "tinymcu", "demo", "--out", str(out),
+                        "--clients", "2", "--rounds", "2"], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    emu = s["emulation"]
+    assert emu["samples"] > 300
+    for kind in ("layer", "patch"):
+        assert emu[kind]["bit_exact"] == emu["samples"], kind
+    assert s["sram_patch_bytes"] <= s["sram_layer_bytes"] <= s["sram_budget_bytes"]
+    assert 0.25 <= s["density"] <= 0.35
+    assert s["int8_accuracy"] > 0.5
+    for f in ("export/demo_cnn.tflite", "export/model_data.h", "export/model_data.c",
+              "export/export_report.json", "check.json", "check.svg", "prune/model.json"):
+        assert (out / f).is_file(), f
+    assert "emulator == TFLM" in r.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # nothing half-written beside it
