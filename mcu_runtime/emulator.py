@@ -1,0 +1,246 @@
+"""Execute a planned schedule inside one simulated SRAM arena — the proof of the plan.
+
+The arena is a single ``np.uint8`` array of ``plan.arena_bytes``. Every buffer of the
+schedule is a view at ``plan.offsets[name]``; kernels read their activation inputs from those
+views and the results are written back into them, so tensors that share memory really share
+it. Before every step, each arena byte that is not part of a buffer live at that step is
+overwritten with pseudo-random junk, and the step's scratch buffer ``scratch@{i}`` is filled
+with junk before and after the step (the C kernel would scribble there). A plan that lets two
+live buffers overlap therefore corrupts data and the outputs stop matching TFLM, instead of
+passing by luck because a stale copy happened to survive.
+
+Liveness is recomputed here from the schedule (first step touching a buffer to the last;
+graph inputs from step 0, graph outputs to the end) rather than taken from the plan, so the
+emulator checks the planner instead of trusting it.
+
+Patch steps: a buffer with a ``region`` holds that H×W box of its tensor; the step reads its
+``in_region`` out of each activation input buffer, runs the kernel with the explicit ``pad``,
+and writes the ``out_region`` box of the output into the output buffer (a tile buffer or the
+full tensor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import TinymcuError
+from . import kernels
+from .ir import Graph
+from .schedule import Buffer, Region, Schedule
+
+
+@dataclass
+class EmulationResult:
+    """Graph outputs, and how much of the arena the run actually touched."""
+
+    outputs: list[np.ndarray]
+    high_water: int
+    arena_bytes: int
+    steps: int
+    #: per step, the highest arena byte of the buffers (and scratch) live at that step
+    step_high_water: list[int] = field(default_factory=list)
+
+
+@dataclass
+class UnsharedPlan:
+    """Every buffer (and scratch) at its own offset, nothing reused: the no-planning baseline.
+
+    Lets the kernels be checked independently of the planner, and is the arena a runtime
+    without memory planning would need.
+    """
+
+    schedule: Schedule
+    offsets: dict[str, int]
+    arena_bytes: int
+
+
+def unshared_plan(graph: Graph, schedule: Schedule) -> UnsharedPlan:
+    offsets: dict[str, int] = {}
+    end = 0
+    for name, buf in schedule.buffers.items():
+        offsets[name] = end
+        end += buf.nbytes
+    for i, step in enumerate(schedule.steps):
+        op = graph.ops[step.op]
+        n = kernels.get(op.kind).scratch_bytes(op, graph)
+        if n:
+            offsets[f"scratch@{i}"] = end
+            end += n
+    return UnsharedPlan(schedule, offsets, end)
+
+
+def buffer_lifetimes(graph: Graph, schedule: Schedule) -> dict[str, tuple[int, int]]:
+    """(first, last) step at which each buffer holds data that is still needed."""
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, step in enumerate(schedule.steps):
+        for name in step.io.values():
+            first.setdefault(name, i)
+            last[name] = i
+    end = len(schedule.steps) - 1
+    for name, buf in schedule.buffers.items():
+        if buf.tensor in graph.inputs:
+            first[name] = 0
+            last.setdefault(name, 0)
+        if buf.tensor in graph.outputs:
+            first.setdefault(name, 0)
+            last[name] = end
+    return {n: (first[n], last[n]) for n in first}
+
+
+class _Arena:
+    """The byte array plus typed views of buffers at their planned offsets."""
+
+    def __init__(self, graph: Graph, plan: Any):
+        self.graph = graph
+        self.bytes = np.zeros(int(plan.arena_bytes), dtype=np.uint8)
+        self.offsets: dict[str, int] = dict(plan.offsets)
+        self.touched = 0
+
+    def span(self, name: str, nbytes: int) -> tuple[int, int]:
+        if name not in self.offsets:
+            raise TinymcuError(f"the plan has no offset for buffer {name!r}")
+        off = int(self.offsets[name])
+        if off < 0 or off + nbytes > self.bytes.size:
+            raise TinymcuError(f"buffer {name!r} [{off}, {off + nbytes}) lies outside the "
+                               f"{self.bytes.size}-byte arena")
+        return off, off + nbytes
+
+    def view(self, buf: Buffer) -> np.ndarray:
+        t = self.graph.tensors[buf.tensor]
+        shape = t.shape if buf.region is None else (t.shape[0], buf.region.h, buf.region.w,
+                                                    t.shape[3])
+        dtype = np.dtype(t.dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes != buf.nbytes:
+            raise TinymcuError(f"buffer {buf.name!r} has {buf.nbytes} bytes but holds "
+                               f"{nbytes} bytes of tensor {buf.tensor}")
+        lo, hi = self.span(buf.name, nbytes)
+        self.touched = max(self.touched, hi)
+        return self.bytes[lo:hi].view(dtype).reshape(shape)
+
+
+def _box(arr: np.ndarray, holder: Region | None, box: Region) -> tuple[slice, slice]:
+    """Slices selecting tensor box ``box`` from an array that holds box ``holder``."""
+    y0, x0 = (holder.y0, holder.x0) if holder is not None else (0, 0)
+    if holder is not None and not (holder.y0 <= box.y0 and box.y1 <= holder.y1
+                                   and holder.x0 <= box.x0 and box.x1 <= holder.x1):
+        raise TinymcuError(f"region {box} is not inside the buffer's region {holder}")
+    return slice(box.y0 - y0, box.y1 - y0), slice(box.x0 - x0, box.x1 - x0)
+
+
+def emulate(graph: Graph, plan: Any, inputs: list[np.ndarray], seed: int = 0,
+            junk: bool = True) -> EmulationResult:
+    """Run ``plan.schedule`` of ``graph`` on ``inputs`` inside an arena laid out by ``plan``.
+
+    ``plan`` is any object with ``schedule``, ``offsets`` and ``arena_bytes`` (the planner's
+    :class:`~.planner.Plan`). ``junk=False`` disables the junk fill (only useful to show
+    that a corrupting plan is caught *because* of it).
+    """
+    schedule: Schedule = plan.schedule
+    if len(inputs) != len(graph.inputs):
+        raise TinymcuError(f"the model has {len(graph.inputs)} input(s), got {len(inputs)}")
+    arena = _Arena(graph, plan)
+    junk_source = _Junk(arena.bytes.size, seed)
+    lifetimes = buffer_lifetimes(graph, schedule)
+    bufs = schedule.buffers
+
+    for t, x in zip(graph.inputs, inputs, strict=True):
+        tensor = graph.tensors[t]
+        x = np.asarray(x)
+        if x.size != tensor.size:
+            raise TinymcuError(f"input tensor {t} needs shape {tensor.shape}, got {x.shape}")
+        if x.dtype != np.dtype(tensor.dtype):
+            raise TinymcuError(f"input tensor {t} is {tensor.dtype}, got {x.dtype}")
+        name = next((n for n, b in bufs.items() if b.tensor == t and b.region is None), None)
+        if name is None:
+            raise TinymcuError(f"the schedule has no whole buffer for graph input {t}")
+        arena.view(bufs[name])[...] = x.astype(tensor.dtype).reshape(tensor.shape)
+
+    step_high: list[int] = []
+    for i, step in enumerate(schedule.steps):
+        op = graph.ops[step.op]
+        kernel = kernels.get(op.kind)
+        scratch = f"scratch@{i}"
+        scratch_n = kernel.scratch_bytes(op, graph)
+        live = _live_spans(arena, bufs, lifetimes, i)
+        if scratch_n and scratch in arena.offsets:
+            live.append(arena.span(scratch, scratch_n))
+        step_high.append(max((hi for _, hi in live), default=0))
+        if junk:
+            _junk_fill(arena, live, junk_source)
+            if scratch_n and scratch in arena.offsets:
+                lo, hi = arena.span(scratch, scratch_n)
+                arena.bytes[lo:hi] = junk_source.take(hi - lo)
+        args: list[np.ndarray | None] = []
+        for t in op.inputs:
+            if t < 0:
+                args.append(None)
+            elif graph.tensors[t].is_const:
+                args.append(graph.tensors[t].data)
+            else:
+                if t not in step.io:
+                    raise TinymcuError(f"step {i} (op {op.index} {op.kind}) has no buffer for "
+                                       f"input tensor {t}")
+                buf = bufs[step.io[t]]
+                arr = arena.view(buf)
+                if step.in_region is not None:
+                    ys, xs = _box(arr, buf.region, step.in_region)
+                    arr = arr[:, ys, xs, :]
+                args.append(arr.copy())
+        results = kernel.run(op, graph, args, pad=step.pad)
+        for t, y in zip(op.outputs, results, strict=True):
+            buf = bufs[step.io[t]]
+            dst = arena.view(buf)
+            if step.out_region is not None:
+                ys, xs = _box(dst, buf.region, step.out_region)
+                dst = dst[:, ys, xs, :]
+            if dst.shape != y.shape:
+                raise TinymcuError(f"step {i} (op {op.index} {op.kind}) produced shape "
+                                   f"{y.shape} for a destination of shape {dst.shape}")
+            dst[...] = y
+        if scratch_n and scratch in arena.offsets:
+            lo, hi = arena.span(scratch, scratch_n)
+            arena.touched = max(arena.touched, hi)
+            if junk:
+                arena.bytes[lo:hi] = junk_source.take(hi - lo)
+
+    outputs = []
+    for t in graph.outputs:
+        name = next((n for n, b in bufs.items() if b.tensor == t and b.region is None), None)
+        if name is None:
+            raise TinymcuError(f"the schedule has no whole buffer for graph output {t}")
+        outputs.append(arena.view(bufs[name]).copy())
+    return EmulationResult(outputs, arena.touched, int(arena.bytes.size), len(schedule.steps),
+                           step_high)
+
+
+def _live_spans(arena: _Arena, bufs: dict[str, Buffer], lifetimes: dict[str, tuple[int, int]],
+                step: int) -> list[tuple[int, int]]:
+    """[lo, hi) byte ranges of the buffers live at ``step``."""
+    return [arena.span(name, bufs[name].nbytes) for name, (first, last) in lifetimes.items()
+            if first <= step <= last]
+
+
+class _Junk:
+    """Pseudo-random bytes: one seeded pool, read at a fresh random offset each time (cheap
+    for schedules with hundreds of patch steps, and still different at every step)."""
+
+    def __init__(self, size: int, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.pool = self.rng.integers(0, 256, 2 * size + 1, dtype=np.uint8)
+
+    def take(self, n: int) -> np.ndarray:
+        start = int(self.rng.integers(0, self.pool.size - n + 1))
+        return self.pool[start:start + n]
+
+
+def _junk_fill(arena: _Arena, live: list[tuple[int, int]], junk: _Junk) -> None:
+    """Overwrite every arena byte outside the ``live`` ranges with junk."""
+    keep = np.zeros(arena.bytes.size, dtype=bool)
+    for lo, hi in live:
+        keep[lo:hi] = True
+    np.copyto(arena.bytes, junk.take(arena.bytes.size), where=~keep)

@@ -1,0 +1,42 @@
+"""Op kernels, one module per op family, and the registry that maps a TFLite op name to one.
+
+Each module follows :class:`~.base.Kernel`: numpy int8 reference implementations bit-exact
+with TFLite's reference kernels, plus the memory facts (scratch, in-place) the planner needs.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from ...errors import TinymcuError
+from . import (
+    activation,
+    conv,
+    depthwise,
+    elementwise,
+    fully_connected,
+    mean,
+    pool,
+    shape_ops,
+)
+from .base import Kernel
+
+_MODULES: tuple[ModuleType, ...] = (conv, depthwise, fully_connected, elementwise, pool, mean,
+                                    activation, shape_ops)
+
+REGISTRY: dict[str, ModuleType] = {kind: m for m in _MODULES for kind in m.kinds}
+
+
+def get(kind: str) -> Kernel:
+    """The kernel module for TFLite builtin op ``kind``; TinymcuError if we have none."""
+    try:
+        return REGISTRY[kind]  # type: ignore[return-value]
+    except KeyError:
+        raise TinymcuError(
+            f"unsupported op {kind} (supported: {', '.join(sorted(REGISTRY))})") from None
+
+
+
+def supported() -> list[str]:
+    """The op kinds the emulator (and our runtime) can run."""
+    return sorted(REGISTRY)
