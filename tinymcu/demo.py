@@ -84,7 +84,11 @@ def quiet_third_party_logs() -> None:
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.getLogger("flwr").setLevel(logging.ERROR)
+    try:
+        from flwr.supercore.logger import FLOWER_LOGGER
+    except ImportError:
+        return
+    FLOWER_LOGGER.setLevel(logging.ERROR)
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
@@ -103,6 +107,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
                      f"{cfg.rounds} rounds, density {cfg.density})")
         pruned = _prune(cfg, tmp / "prune", console)
         console.rule("2/4 export: torch → ONNX → int8 TFLite → C arrays")
+        quiet_third_party_logs()  # Flower and Ray reset the warning filters on start-up
         model = pruned["model"]
         exported = export_model(model["factory"], "digits", tmp / "export", name="demo_cnn",
                                 state_dict=tmp / "prune" / model["state_dict"], console=console)
