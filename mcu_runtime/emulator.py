@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import TinymcuError
 from . import kernels
 from .ir import Graph
+from .planner import buffer_lifetimes
 from .schedule import Buffer, Region, Schedule
 
 
@@ -64,31 +65,11 @@ def unshared_plan(graph: Graph, schedule: Schedule) -> UnsharedPlan:
         offsets[name] = end
         end += buf.nbytes
     for i, step in enumerate(schedule.steps):
-        op = graph.ops[step.op]
-        n = kernels.get(op.kind).scratch_bytes(op, graph)
+        n = kernels.step_scratch(graph, step)
         if n:
             offsets[f"scratch@{i}"] = end
             end += n
     return UnsharedPlan(schedule, offsets, end)
-
-
-def buffer_lifetimes(graph: Graph, schedule: Schedule) -> dict[str, tuple[int, int]]:
-    """(first, last) step at which each buffer holds data that is still needed."""
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for i, step in enumerate(schedule.steps):
-        for name in step.io.values():
-            first.setdefault(name, i)
-            last[name] = i
-    end = len(schedule.steps) - 1
-    for name, buf in schedule.buffers.items():
-        if buf.tensor in graph.inputs:
-            first[name] = 0
-            last.setdefault(name, 0)
-        if buf.tensor in graph.outputs:
-            first.setdefault(name, 0)
-            last[name] = end
-    return {n: (first[n], last[n]) for n in first}
 
 
 class _Arena:
@@ -165,7 +146,7 @@ def emulate(graph: Graph, plan: Any, inputs: list[np.ndarray], seed: int = 0,
         op = graph.ops[step.op]
         kernel = kernels.get(op.kind)
         scratch = f"scratch@{i}"
-        scratch_n = kernel.scratch_bytes(op, graph)
+        scratch_n = kernels.step_scratch(graph, step)
         live = _live_spans(arena, bufs, lifetimes, i)
         if scratch_n and scratch in arena.offsets:
             live.append(arena.span(scratch, scratch_n))

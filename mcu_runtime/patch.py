@@ -27,12 +27,13 @@ from .regions import (
     WINDOW_KINDS,
     grid,
     input_span,
+    pad_widths,
     window,
 )
 from .schedule import Buffer, Region, Schedule, Step, buffer_name, layer_schedule
 
 #: ops a patch stage may contain: each output pixel depends on a bounded input box
-STAGE_KINDS = POINTWISE_KINDS | WINDOW_KINDS
+STAGE_KINDS = POINTWISE_KINDS | WINDOW_KINDS | PAD_KINDS
 
 #: largest grid the search tries by default (MCUNetV2 uses up to 4–5; more only adds halos)
 DEFAULT_MAX_GRID = 8
@@ -45,8 +46,6 @@ def _spatial(graph: Graph, tensor: int) -> bool:
 
 def _stage_op_problem(op: Op, graph: Graph) -> str | None:
     """Why ``op`` cannot run on a tile, or None if it can."""
-    if op.kind in PAD_KINDS:
-        return f"{op.kind} kernel cannot pad a tile yet"
     if op.kind not in STAGE_KINDS:
         return f"{op.kind} needs its whole input"
     if len(op.outputs) != 1 or not _spatial(graph, op.outputs[0]):
@@ -57,7 +56,7 @@ def _stage_op_problem(op: Op, graph: Graph) -> str | None:
             continue
         tensor = graph.tensors[t]
         if tensor.is_const:
-            if op.kind in WINDOW_KINDS and pos >= 1:
+            if op.kind in WINDOW_KINDS | PAD_KINDS and pos >= 1:
                 continue
             # constant operands of pointwise ops must broadcast over H and W
             if any(d != 1 for d in tensor.shape[:-1]):
@@ -69,6 +68,12 @@ def _stage_op_problem(op: Op, graph: Graph) -> str | None:
             return f"{op.kind} broadcasts over H/W"
     if op.kind == "CONCATENATION" and op.attrs.get("axis", -1) not in (3, -1):
         return "CONCATENATION is not along channels"
+    if op.kind in PAD_KINDS:
+        widths = pad_widths(op, graph)
+        if widths is None:
+            return f"{op.kind} has non-constant paddings"
+        if widths[0] != (0, 0) or widths[3] != (0, 0):
+            return f"{op.kind} pads the batch or channel axis"
     return None
 
 
@@ -125,7 +130,7 @@ class _Facts:
         self.act_inputs = [[t for t in op.inputs if t in self.acts] for op in graph.ops]
         self.io = [[*self.act_inputs[op.index], *(t for t in op.outputs if t in self.acts)]
                    for op in graph.ops]
-        self.windows = [window(op, graph) if op.kind in STAGE_KINDS else None
+        self.windows = [window(op, graph) if _stage_op_problem(op, graph) is None else None
                         for op in graph.ops]
         self.kernels = [kernels.get(op.kind) for op in graph.ops]
         self.macs = [k.macs(op, graph) for k, op in zip(self.kernels, graph.ops)]
@@ -159,13 +164,17 @@ class _Walk:
         self.need: list[dict[int, list[tuple[int, int]]]] = []
         self.span: list[dict[int, list[tuple[tuple[int, int], tuple[int, int],
                                              tuple[int, int]]]]] = []
+        #: why this grid cannot be run, or None (see :meth:`_empty_read`)
+        self.problem: str | None = None
         for axis in (0, 1):
             need = {self.out: list(bands[axis])}
             span = {}
             for op in reversed(self.stage):
                 rows = []
-                for o0, o1 in need[op.outputs[0]]:
+                for band, (o0, o1) in enumerate(need[op.outputs[0]]):
                     lo, hi, before, after = input_span(facts.windows[op.index], axis, o0, o1)
+                    if lo == hi and self.problem is None:
+                        self.problem = self._empty_read(op, axis, band)
                     rows.append(((o0, o1), (lo, hi), (before, after)))
                 span[op.index] = rows
                 for t in facts.act_inputs[op.index]:
@@ -174,6 +183,20 @@ class _Walk:
                         (min(a, lo), max(b, hi)) for (a, b), (_, (lo, hi), _) in zip(old, rows)]
             self.need.append(need)
             self.span.append(span)
+
+    def _empty_read(self, op: Op, axis: int, band: int) -> str | None:
+        """A tile that lies entirely in a PAD op's border reads zero rows (or columns).
+
+        Reading an empty box out of a whole tensor (the graph input) is fine: the PAD step
+        then produces pure padding. Out of a tile buffer it is not: that buffer would be
+        empty and its producers would compute nothing, so such grids are refused (they only
+        arise when the grid is finer than the border is thick, which saves no memory).
+        """
+        if not any(t in self.local for t in self.facts.act_inputs[op.index]):
+            return None
+        what = "row" if axis == 0 else "column"
+        return (f"{what} band {band} of op {op.index} ({op.kind}) lies entirely in its "
+                f"padding and would need an empty tile of its input")
 
     def _lengths(self, tensor: int) -> np.ndarray:
         """Bytes of ``tensor``'s tile buffer for every tile, as a p×p array."""
@@ -214,7 +237,12 @@ class _Walk:
         best = 0
         for op in self.stage:
             ins, outs = f.act_inputs[op.index], op.outputs
-            step = sum(size(t) for t in set(ins)) + f.scratch[op.index]
+            step = sum(size(t) for t in set(ins))
+            if f.scratch[op.index] and ins:
+                # the only stage op with scratch is in-place depthwise: one channel of the
+                # input region it reads (kernels.depthwise.scratch_bytes). That region is at
+                # least the output tile, so one output-tile channel keeps this a lower bound.
+                step = step + size(outs[0]) // graph.tensors[outs[0]].shape[-1]
             if f.inplace[op.index] and ins:
                 step = step - size(ins[0]) + np.maximum(size(ins[0]), size(outs[0]))
             else:
@@ -270,7 +298,11 @@ def patch_schedule(graph: Graph, split: int, grid_size: int) -> Schedule:
     problem = stage_problem(graph, split)
     if problem:
         raise TinymcuError(f"no patch stage ends at op {split}: {problem}")
-    return _Walk(_Facts(graph), split, grid_size).schedule()
+    walk = _Walk(_Facts(graph), split, grid_size)
+    if walk.problem:
+        raise TinymcuError(f"no {grid_size}x{grid_size} patch schedule ends at op {split}: "
+                           f"{walk.problem}")
+    return walk.schedule()
 
 
 def schedule_macs(graph: Graph, schedule: Schedule) -> int:
@@ -292,66 +324,10 @@ def schedule_macs(graph: Graph, schedule: Schedule) -> int:
 
 
 def liveness_peak(graph: Graph, schedule: Schedule) -> int:
-    """The planner's liveness lower bound for ``schedule``, without placing anything.
+    """The planner's liveness lower bound for ``schedule`` (see ``planner.liveness_bound``)."""
+    from . import planner
 
-    Same lifetimes, in-place merges and kernel scratch as ``planner.plan`` (a test checks
-    equality with ``Plan.lower_bound``), so no arena can be smaller. Skipping the offset
-    placement, and asking each kernel once per op instead of once per tile step, makes it
-    cheap enough to rank every candidate; being a true bound lets the search stop
-    planning once it exceeds the best arena found.
-    """
-    from . import kernels, planner
-
-    align = planner.ALIGNMENT["tinymcu"]
-    lifetimes = planner.buffer_lifetimes(graph, schedule)
-    size = {b: planner.align_up(schedule.buffers[b].nbytes, align) for b in lifetimes}
-    span = dict(lifetimes)
-    root = {b: b for b in lifetimes}
-
-    def find(b: str) -> str:
-        while root[b] != b:
-            b = root[b]
-        return b
-
-    inputs = {b for b, buf in schedule.buffers.items() if buf.tensor in graph.inputs}
-    inplace: dict[int, bool] = {}
-    scratch: dict[int, int] = {}
-    extra = []
-    for i, step in enumerate(schedule.steps):
-        op = graph.ops[step.op]
-        if op.index not in inplace:
-            kernel = kernels.get(op.kind)
-            inplace[op.index] = op.kind in planner.ALIAS_KINDS or kernel.inplace(op, graph)
-            scratch[op.index] = planner.align_up(kernel.scratch_bytes(op, graph), align)
-        if scratch[op.index]:
-            extra.append((i, scratch[op.index]))
-        if not inplace[op.index] or not op.inputs or not op.outputs:
-            continue
-        src, dst = step.io.get(op.inputs[0]), step.io.get(op.outputs[0])
-        if src is None or dst is None or src == dst or dst in inputs:
-            continue
-        slot = find(src)
-        if span[slot][1] != i or lifetimes[dst][0] != i or find(dst) != dst:
-            continue
-        others = {step.io[t] for t in op.inputs[1:] if t in step.io} - {src}
-        if any(find(b) == slot for b in others) or size[dst] > size[slot]:
-            continue
-        root[dst] = slot
-        (f1, l1), (f2, l2) = span[slot], span.pop(dst)
-        span[slot] = (min(f1, f2), max(l1, l2))
-        size[slot] = max(size[slot], size.pop(dst))
-    delta = [0] * (len(schedule.steps) + 1)
-    for b, (first, last) in span.items():
-        delta[first] += size[b]
-        delta[last + 1] -= size[b]
-    for i, n in extra:
-        delta[i] += n
-        delta[i + 1] -= n
-    peak = live = 0
-    for d in delta:
-        live += d
-        peak = max(peak, live)
-    return peak
+    return planner.liveness_bound(graph, schedule)
 
 
 def without_inputs(graph: Graph, schedule: Schedule) -> Schedule:
@@ -423,6 +399,8 @@ def candidates(graph: Graph, count_input: bool = True, max_grid: int = DEFAULT_M
         _, height, width, _ = graph.tensors[graph.ops[split].outputs[0]].shape
         for p in range(2, min(max_grid, height, width) + 1):
             walk = _Walk(facts, split, p)
+            if walk.problem:
+                continue
             found.append((Candidate(split, p, walk.macs(), walk.floor(count_input)), walk))
     return found
 

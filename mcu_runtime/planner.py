@@ -283,11 +283,6 @@ def _runs_in_place(op: Op, graph: Graph) -> bool:
     return op.kind in ALIAS_KINDS or kernels.get(op.kind).inplace(op, graph)
 
 
-def _scratch(graph: Graph, op_index: int) -> int:
-    op = graph.ops[op_index]
-    return kernels.get(op.kind).scratch_bytes(op, graph)
-
-
 def _inplace_slots(graph: Graph, schedule: Schedule, lifetimes: dict[str, tuple[int, int]],
                    sizes: dict[str, int]) -> _Slots:
     slots = _Slots(lifetimes, sizes)
@@ -333,18 +328,35 @@ def plan(graph: Graph, schedule: Schedule, strategy: str = "best", target: str =
         raise TinymcuError(f"unknown planner strategy {strategy!r}; "
                            f"choose from {', '.join(STRATEGIES)}")
     align = ALIGNMENT[target]
+    intervals, lifetimes, sizes, slots = _intervals(graph, schedule, align)
+    return finish_plan(schedule, intervals, lifetimes, sizes,
+                       {b: slots.find(b) for b in slots.root}, strategy, target, align)
+
+
+def _intervals(graph: Graph, schedule: Schedule, align: int
+               ) -> tuple[list[Interval], dict[str, tuple[int, int]], dict[str, int], _Slots]:
+    """One interval per in-place slot and per step scratch: what placement has to pack."""
     lifetimes = buffer_lifetimes(graph, schedule)
     sizes = {b: align_up(schedule.buffers[b].nbytes, align) for b in lifetimes}
     slots = _inplace_slots(graph, schedule, lifetimes, sizes)
     intervals = [Interval(r, slots.size[r], *slots.span[r]) for r in slots.span]
     for i, step in enumerate(schedule.steps):
-        n = align_up(_scratch(graph, step.op), align)
+        n = align_up(kernels.step_scratch(graph, step), align)
         if n:
             name = f"scratch@{i}"
             intervals.append(Interval(name, n, i, i))
             lifetimes[name], sizes[name] = (i, i), n
-    return finish_plan(schedule, intervals, lifetimes, sizes,
-                       {b: slots.find(b) for b in slots.root}, strategy, target, align)
+    return intervals, lifetimes, sizes, slots
+
+
+def liveness_bound(graph: Graph, schedule: Schedule) -> int:
+    """``plan(graph, schedule).lower_bound`` without placing anything.
+
+    Cheap enough for the patch search to rank every candidate, and a true lower bound on
+    any arena, so the search can stop planning once it exceeds the best arena found.
+    """
+    intervals, *_ = _intervals(graph, schedule, ALIGNMENT["tinymcu"])
+    return lower_bound(intervals)
 
 
 def finish_plan(schedule: Schedule, intervals: list[Interval],

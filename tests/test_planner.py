@@ -117,7 +117,7 @@ class FakeKernel:
     def inplace(self, op, graph):
         return self._inplace
 
-    def scratch_bytes(self, op, graph):
+    def scratch_bytes(self, op, graph, region=None):
         return self._scratch
 
 

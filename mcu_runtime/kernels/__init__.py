@@ -9,6 +9,8 @@ from __future__ import annotations
 from types import ModuleType
 
 from ...errors import TinymcuError
+from ..ir import Graph
+from ..schedule import Step
 from . import (
     activation,
     conv,
@@ -35,6 +37,11 @@ def get(kind: str) -> Kernel:
         raise TinymcuError(
             f"unsupported op {kind} (supported: {', '.join(sorted(REGISTRY))})") from None
 
+
+def step_scratch(graph: Graph, step: Step) -> int:
+    """Scratch bytes one schedule step needs (a patch step's scratch follows its tile)."""
+    op = graph.ops[step.op]
+    return get(op.kind).scratch_bytes(op, graph, step.in_region)
 
 
 def supported() -> list[str]:

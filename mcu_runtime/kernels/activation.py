@@ -30,6 +30,7 @@ import numpy as np
 
 from ...errors import TinymcuError
 from ..ir import Graph, Op
+from ..schedule import Region
 from .quant import (
     exp_on_negative_values,
     get_reciprocal,
@@ -52,7 +53,7 @@ def macs(op: Op, graph: Graph) -> int:
     return graph.tensors[op.outputs[0]].size
 
 
-def scratch_bytes(op: Op, graph: Graph) -> int:
+def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from ..ir import Graph, Op
+from ..schedule import Region
 
 
 class Kernel(Protocol):
@@ -22,8 +23,9 @@ class Kernel(Protocol):
         """Multiply-accumulates for one full execution of ``op``."""
         ...
 
-    def scratch_bytes(self, op: Op, graph: Graph) -> int:
-        """Temporary SRAM our runtime needs while ``op`` runs (0 if none)."""
+    def scratch_bytes(self, op: Op, graph: Graph, region: Region | None = None) -> int:
+        """Temporary SRAM our runtime needs while ``op`` runs (0 if none); ``region`` is
+        the part of activation input 0 a patch step reads (None: the whole tensor)."""
         ...
 
     def inplace(self, op: Op, graph: Graph) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op
+from ..schedule import Region
 from . import padding
 from .quant import activation_range, multiply_by_quantized_multiplier, quantize_multiplier, wrap32
 
@@ -56,7 +57,7 @@ def macs(op: Op, graph: Graph) -> int:
     return int(np.prod(out, dtype=np.int64)) * int(flt[1] * flt[2] * flt[3])
 
 
-def scratch_bytes(op: Op, graph: Graph) -> int:
+def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op
+from ..schedule import Region
 from . import padding
 from .conv import channel_multipliers, requantize_output, spatial_pad
 
@@ -35,9 +36,14 @@ def inplace(op: Op, graph: Graph) -> bool:
             and out.size <= inp.size)
 
 
-def scratch_bytes(op: Op, graph: Graph) -> int:
+def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
+    """In place, channel by channel (TinyEngine): one input channel is copied aside before
+    its output overwrites it, so the scratch is one channel of the input read — of the
+    tile's input region when running on a patch."""
     if not inplace(op, graph):
         return 0
+    if region is not None:
+        return region.h * region.w
     shape = graph.tensors[op.inputs[0]].shape
     return int(shape[1] * shape[2])
 

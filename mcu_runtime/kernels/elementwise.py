@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op
+from ..schedule import Region
 from .quant import (
     activation_range,
     multiply_by_quantized_multiplier,
@@ -31,7 +32,7 @@ def macs(op: Op, graph: Graph) -> int:
     return graph.tensors[op.outputs[0]].size
 
 
-def scratch_bytes(op: Op, graph: Graph) -> int:
+def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
     return 0
 
 

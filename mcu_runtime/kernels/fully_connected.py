@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op
+from ..schedule import Region
 from .conv import channel_multipliers, requantize_output
 from .quant import quantize_multiplier
 
@@ -23,7 +24,7 @@ def macs(op: Op, graph: Graph) -> int:
     return int(batches * o * i)
 
 
-def scratch_bytes(op: Op, graph: Graph) -> int:
+def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op
+from ..schedule import Region
 from .quant import multiply_by_quantized_multiplier, quantize_multiplier, wrap32
 
 kinds = ("MEAN",)
@@ -47,7 +48,7 @@ def macs(op: Op, graph: Graph) -> int:
     return graph.tensors[op.inputs[0]].size
 
 
-def scratch_bytes(op: Op, graph: Graph) -> int:
+def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
     if _special_4d(op, graph, _axes(op, graph)):
         return 0
     return 4 * graph.tensors[op.outputs[0]].size

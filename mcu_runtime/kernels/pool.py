@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op
+from ..schedule import Region
 from . import padding
 from .quant import activation_range
 
@@ -28,7 +29,7 @@ def macs(op: Op, graph: Graph) -> int:
     return graph.tensors[op.outputs[0]].size * fh * fw
 
 
-def scratch_bytes(op: Op, graph: Graph) -> int:
+def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
     return 0
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import TinymcuError
 from ..ir import Graph, Op
+from ..schedule import Region
 from .quant import multiply_by_quantized_multiplier, quantize_multiplier, round_half_away
 
 kinds = ("RESHAPE", "SQUEEZE", "TRANSPOSE", "CONCATENATION", "PAD", "PADV2", "QUANTIZE",
@@ -29,7 +30,7 @@ def macs(op: Op, graph: Graph) -> int:
     return 0
 
 
-def scratch_bytes(op: Op, graph: Graph) -> int:
+def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
     return 0
 
 
