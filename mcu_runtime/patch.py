@@ -242,7 +242,7 @@ class _Walk:
                 # the only stage op with scratch is in-place depthwise: one channel of the
                 # input region it reads (kernels.depthwise.scratch_bytes). That region is at
                 # least the output tile, so one output-tile channel keeps this a lower bound.
-                step = step + size(outs[0]) // graph.tensors[outs[0]].shape[-1]
+                step = step + self._lengths(outs[0]) // graph.tensors[outs[0]].shape[-1]
             if f.inplace[op.index] and ins:
                 step = step - size(ins[0]) + np.maximum(size(ins[0]), size(outs[0]))
             else:

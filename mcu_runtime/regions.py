@@ -5,12 +5,20 @@ depends on. Walking a tile back through an op needs the op's window (kernel, str
 dilation) and where its SAME/VALID padding sits; the part of the window that falls
 outside the real image becomes the step's explicit padding, so a tile in the middle of
 the image is never padded and its result equals the full-map computation exactly.
+
+An explicit PAD op is a window of one pixel, stride one, shifted by its leading pad: a
+tile of its output that lies partly in the border reads a clipped input box and pads the
+rest; a tile entirely inside the border reads an *empty* box (zero rows or columns) and
+is pure padding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..errors import TinymcuError
 from .ir import Graph, Op
 from .schedule import Region
 
@@ -21,8 +29,7 @@ POINTWISE_KINDS = frozenset({
 })
 #: ops with a sliding window over H and W
 WINDOW_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
-#: explicit padding ops: a window of 1 shifted by the leading pad, but their kernel pads by
-#: the op's full paddings, so tiles cannot use them yet (see ``patch._stage_op_problem``)
+#: explicit padding ops: a window of 1 shifted by the leading H/W pad (see :func:`window`)
 PAD_KINDS = frozenset({"PAD", "PADV2"})
 
 
@@ -50,13 +57,32 @@ def same_pad_before(in_size: int, out_size: int, kernel: int, stride: int, dilat
     return max((out_size - 1) * stride + span - in_size, 0) // 2
 
 
+def pad_widths(op: Op, graph: Graph) -> list[tuple[int, int]] | None:
+    """(before, after) per axis of a PAD/PADV2 op, or None if its paddings are not constant."""
+    paddings = graph.tensors[op.inputs[1]]
+    if not paddings.is_const:
+        return None
+    rows = [(int(a), int(b)) for a, b in np.asarray(paddings.data).reshape(-1, 2)]
+    rank = len(graph.tensors[op.inputs[0]].shape)
+    return [(0, 0)] * (rank - len(rows)) + rows
+
+
 def window(op: Op, graph: Graph) -> Window | None:
-    """The window of a spatial op, or None for a pointwise op."""
+    """The window of a spatial op, or None for a pointwise op.
+
+    A PAD op (constant paddings, which ``patch`` checks) maps output row ``o`` to input row
+    ``o - before``: kernel 1, stride 1, its leading pad as ``before``.
+    """
     if op.kind in POINTWISE_KINDS:
         return None
     src = graph.tensors[op.inputs[0]].shape
     dst = graph.tensors[op.outputs[0]].shape
     in_size = (src[1], src[2])
+    if op.kind in PAD_KINDS:
+        widths = pad_widths(op, graph)
+        if widths is None:
+            raise TinymcuError(f"op {op.index} {op.kind} has non-constant paddings")
+        return Window((1, 1), (1, 1), (1, 1), (widths[1][0], widths[2][0]), in_size)
     if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         fshape = graph.tensors[op.inputs[1]].shape
         kernel = (fshape[1], fshape[2])
@@ -78,13 +104,20 @@ def input_span(win: Window | None, axis: int, o0: int, o1: int) -> tuple[int, in
 
     Rows and columns are independent (windows are boxes), which lets the scheduler walk a
     p×p grid as p row bands and p column bands instead of p² tiles.
+
+    The window rows ``[start, end)`` split into padding before row 0, real rows and padding
+    after the last row, so ``before + (hi - lo) + after == end - start`` always. When the
+    window lies entirely in the padding (only a PAD op's tile can: a SAME window always
+    covers a real pixel), ``[lo, hi)`` is empty, placed at the border it touches, and the
+    padding is the window's whole length on that one side.
     """
     if win is None:
         return o0, o1, 0, 0
     start = o0 * win.stride[axis] - win.before[axis]
     end = (o1 - 1) * win.stride[axis] - win.before[axis] + win.span(axis)
     size = win.in_size[axis]
-    return max(start, 0), min(end, size), max(-start, 0), max(end - size, 0)
+    lo, hi = min(max(start, 0), size), min(max(end, 0), size)
+    return lo, hi, max(min(end, 0) - start, 0), max(end - max(start, size), 0)
 
 
 def input_region(win: Window | None, out: Region) -> tuple[Region, tuple[int, int, int, int]]:

@@ -89,12 +89,31 @@ class GraphBuilder:
         return self._op(kind, [x], out, stride=(stride, stride), filter=(kernel, kernel),
                         padding=padding, activation="NONE")
 
-    def pad(self, x: int, top: int, bottom: int, left: int, right: int) -> int:
+    def pad(self, x: int, top: int, bottom: int, left: int, right: int,
+            value: int | None = None) -> int:
+        """PAD with the zero point, or PADV2 with the int8 constant ``value`` (e.g. -128
+        before a max pool, as converters emit for PyTorch's padded MaxPool2d)."""
         _, h, w, c = self.shape(x)
         widths = self._const(np.array([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32),
                              "int32")
         out = self._act((1, h + top + bottom, w + left + right, c), self.tensors[x].quant)
-        return self._op("PAD", [x, widths], out)
+        if value is None:
+            return self._op("PAD", [x, widths], out)
+        fill = self._const(np.array([value], np.int8), "int8", self.tensors[x].quant)
+        return self._op("PADV2", [x, widths, fill], out)
+
+    def torch_style_conv(self, x: int, channels: int, kernel: int = 3, stride: int = 2,
+                         pad: int = 1, depthwise: bool = False) -> int:
+        """PyTorch ``Conv2d(padding=pad)`` as exporters emit it: PAD, then a VALID conv.
+
+        Our exporter trims padding rows no window reads, so the PAD is often asymmetric.
+        """
+        _, h, w, _ = self.shape(x)
+        bottom = pad - ((h + 2 * pad - kernel) % stride)
+        right = pad - ((w + 2 * pad - kernel) % stride)
+        x = self.pad(x, pad, max(bottom, 0), pad, max(right, 0))
+        return self.conv(x, channels, kernel=kernel, stride=stride, padding="VALID",
+                         depthwise=depthwise)
 
     def add(self, a: int, b: int, activation: str = "NONE") -> int:
         return self._op("ADD", [a, b], self._act(self.shape(a)), activation=activation)
@@ -151,13 +170,14 @@ def mobilenet_like(size: int = 23, seed: int = 0) -> Graph:
 
 
 def random_stack(rng: np.random.Generator) -> Graph:
-    """A random conv stack with strides, dilation, SAME/VALID, pools, residuals and concat."""
+    """A random conv stack with strides, dilation, SAME/VALID, pools, residuals, concat, and
+    PyTorch-style PAD + VALID convs."""
     size = (int(rng.integers(6, 20)), int(rng.integers(6, 20)))
     b = GraphBuilder((*size, int(rng.integers(1, 4))), int(rng.integers(1 << 30)))
     x = b.input
     for _ in range(int(rng.integers(2, 6))):
         h, w = b.shape(x)[1:3]
-        choice = int(rng.integers(0, 6))
+        choice = int(rng.integers(0, 7))
         try:
             if choice == 0:
                 x = b.conv(x, int(rng.integers(1, 6)), kernel=int(rng.choice([1, 3, 5])),
@@ -177,8 +197,13 @@ def random_stack(rng: np.random.Generator) -> Graph:
                 y = b.conv(x, int(rng.integers(1, 4)), kernel=3, padding="SAME")
                 z = b.conv(x, int(rng.integers(1, 4)), kernel=1)
                 x = b.concat(y, z)
-            else:
+            elif choice == 5:
                 x = inverted_residual(b, x, 2, b.shape(x)[3], 1)
+            else:
+                x = b.torch_style_conv(x, int(rng.integers(1, 6)), kernel=3,
+                                       stride=int(rng.choice([1, 2])),
+                                       pad=int(rng.choice([1, 1, 2])),
+                                       depthwise=bool(rng.integers(0, 2)))
         except ValueError:
             continue
         if min(h, w) < 2:
@@ -186,3 +211,11 @@ def random_stack(rng: np.random.Generator) -> Graph:
     if not b.ops:
         x = b.conv(x, 2, kernel=1)
     return b.build(x)
+
+
+def torch_mobilenetv2() -> object:
+    """Factory spec ``patch_graphs:torch_mobilenetv2`` for ``tinymcu export``: the zoo's
+    torchvision-style MobileNetV2, width 0.35, 10 classes (seeded weights)."""
+    from tinymcu.prune import zoo
+
+    return zoo.mobilenetv2(width=0.35, num_classes=10)

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from patch_graphs import GraphBuilder, inverted_residual, mobilenet_like, random_stack
 
 from tinymcu.errors import TinymcuError
-from tinymcu.mcu_runtime import patch
+from tinymcu.mcu_runtime import kernels, patch
 from tinymcu.mcu_runtime.emulator import emulate
 from tinymcu.mcu_runtime.ir import Graph
 from tinymcu.mcu_runtime.planner import plan
-from tinymcu.mcu_runtime.regions import Window, grid, input_region, same_pad_before
+from tinymcu.mcu_runtime.regions import Window, grid, input_region, input_span, same_pad_before
 from tinymcu.mcu_runtime.schedule import Region, Schedule, layer_schedule
 
 DATA = Path(__file__).parent / "data"
@@ -91,6 +91,24 @@ def test_whole_output_needs_whole_input_with_tflite_padding(
     assert region.y1 == min(size, (out - 1) * stride - before + span)
 
 
+@given(size=st.integers(1, 12), kernel=st.integers(1, 4), stride=st.integers(1, 3),
+       dilation=st.integers(1, 2), before=st.integers(0, 6), data=st.data())
+def test_input_span_splits_the_window_into_padding_and_real_rows(
+        size: int, kernel: int, stride: int, dilation: int, before: int,
+        data: st.DataObject) -> None:
+    """Any band, even one lying wholly in a (PAD op's thick) border: the rows it reads are
+    padding before row 0, the real rows [lo, hi), and padding after the last row."""
+    o0 = data.draw(st.integers(0, 8))
+    o1 = data.draw(st.integers(o0 + 1, 10))
+    win = Window((kernel, 1), (stride, 1), (dilation, 1), (before, 0), (size, 1))
+    lo, hi, top, bottom = input_span(win, 0, o0, o1)
+    rows = range(o0 * stride - before, (o1 - 1) * stride - before + win.span(0))
+    assert top == sum(r < 0 for r in rows) and bottom == sum(r >= size for r in rows)
+    real = [r for r in rows if 0 <= r < size]
+    assert (lo, hi) == ((real[0], real[-1] + 1) if real else (lo, lo))
+    assert 0 <= lo <= hi <= size
+
+
 # --- schedule construction ----------------------------------------------------------------
 
 def test_split_inside_a_residual_block_is_excluded() -> None:
@@ -111,15 +129,74 @@ def test_global_ops_end_every_stage() -> None:
     assert "MEAN needs its whole input" in patch.stage_problem(g, mean)
 
 
-def test_explicit_pad_ops_end_no_stage_until_their_kernel_pads_tiles() -> None:
+def test_pad_op_runs_on_tiles_like_pytorch_stride_2_padding() -> None:
+    """PAD + VALID stride-2 conv (PyTorch ``padding=1`` as exported) is part of a stage."""
     b = GraphBuilder((9, 9, 2))
     x = b.conv(b.input, 3, kernel=1)
     x = b.pad(x, 1, 1, 1, 1)
     x = b.conv(x, 3, kernel=3, stride=2, padding="VALID")
     g = b.build(x)
-    assert patch.split_candidates(g) == [0]
-    assert "PAD kernel cannot pad a tile" in patch.stage_problem(g, 2)
-    assert_patch_equals_layer(g, 0, 3)
+    assert patch.split_candidates(g) == [0, 1, 2]
+    for split, parts in [(1, 2), (1, 5), (2, 2), (2, 3), (2, 5)]:
+        assert_patch_equals_layer(g, split, parts)
+    pads = [s for s in patch.patch_schedule(g, 2, 3).steps if g.ops[s.op].kind == "PAD"]
+    # the PAD tile steps pad only where the tile touches the border of the 9×9 map
+    assert [s.pad for s in pads[:3]] == [(1, 0, 1, 0), (1, 0, 0, 0), (1, 0, 0, 1)]
+    assert all(s.in_region.h + s.pad[0] + s.pad[1] == s.out_region.h for s in pads)
+
+
+def test_a_tile_inside_a_pad_border_reads_nothing_and_is_pure_padding() -> None:
+    """A PAD on the graph input, thicker than the tiles: edge tiles read an empty box."""
+    b = GraphBuilder((4, 5, 2), seed=1)
+    x = b.pad(b.input, 2, 3, 0, 2)
+    g = b.build(b.conv(x, 3, kernel=1))
+    zero_point = int(g.tensors[g.ops[0].outputs[0]].quant.zero_point[0])
+    for parts in range(1, 8):
+        assert_patch_equals_layer(g, 1, parts)
+    sched = patch.patch_schedule(g, 1, 4)
+    empty = [s for s in sched.steps if g.ops[s.op].kind == "PAD"
+             and (s.in_region.h == 0 or s.in_region.w == 0)]
+    assert len(empty) == 10  # the top and bottom rows of tiles, the rightmost column
+    assert all(s.pad[0] + s.pad[1] == s.out_region.h and s.in_region.y0 in (0, 4)
+               for s in empty if s.in_region.h == 0)
+    x = np.zeros((1, 0, 3, 2), np.int8)
+    tile = kernels.get("PAD").run(g.ops[0], g, [x, None], pad=(2, 0, 1, 0))[0]
+    assert tile.shape == (1, 2, 4, 2) and (tile == zero_point).all()
+
+
+def test_tiles_needing_an_empty_tile_of_a_pad_input_are_refused() -> None:
+    """A grid finer than a PAD border would leave the PAD's producer an empty tile."""
+    b = GraphBuilder((6, 6, 2))
+    x = b.conv(b.input, 3, kernel=1)
+    g = b.build(b.pad(x, 2, 2, 2, 2))
+    assert_patch_equals_layer(g, 1, 3)
+    with pytest.raises(TinymcuError, match="entirely in its padding"):
+        patch.patch_schedule(g, 1, 4)
+    assert {c.grid for c, _ in patch.candidates(g) if c.split == 1} == {2, 3}
+
+
+def test_padv2_constant_and_pool_after_pad() -> None:
+    """PADV2 with -128 before a VALID max pool (PyTorch ``MaxPool2d(padding=1)``)."""
+    b = GraphBuilder((11, 10, 3), seed=2)
+    x = b.conv(b.input, 4, kernel=3)
+    x = b.pad(x, 1, 1, 1, 1, value=-128)
+    x = b.pool(x, "MAX_POOL_2D", kernel=3, stride=2, padding="VALID")
+    x = b.torch_style_conv(x, 5, depthwise=False)
+    g = b.build(x)
+    assert [op.kind for op in g.ops] == ["CONV_2D", "PADV2", "MAX_POOL_2D", "PAD", "CONV_2D"]
+    assert patch.split_candidates(g) == [0, 1, 2, 3, 4]
+    for split in (2, 4):
+        h, w = g.tensors[g.ops[split].outputs[0]].shape[1:3]
+        for parts in range(2, min(h, w) + 1):
+            assert_patch_equals_layer(g, split, parts)
+
+
+def test_pad_of_the_channel_axis_ends_no_stage() -> None:
+    b = GraphBuilder((6, 6, 2))
+    x = b.conv(b.input, 3, kernel=1)
+    g = b.build(b.pad(x, 1, 1, 1, 1))
+    g.tensors[g.ops[1].inputs[1]].data[3] = (0, 1)
+    assert "PAD pads the batch or channel axis" in patch.stage_problem(g, 1)
 
 
 def test_padding_only_at_the_image_border_and_buffers_hold_what_is_read() -> None:
@@ -227,6 +304,13 @@ def test_random_conv_stacks_patch_equals_per_layer(seed: int, data: st.DataObjec
     split = data.draw(st.sampled_from(splits))
     h, w = g.tensors[g.ops[split].outputs[0]].shape[1:3]
     parts = data.draw(st.integers(1, min(h, w, 6)))
+    try:
+        patch.patch_schedule(g, split, parts)
+    except TinymcuError as e:
+        # only a grid finer than a PAD border inside the stage is refused; one tile never is
+        assert "entirely in its padding" in str(e)
+        assert any(op.kind == "PAD" for op in g.ops[:split + 1])
+        parts = 1
     assert_patch_equals_layer(g, split, parts, seed)
     for cand, walk in patch.candidates(g):
         if (cand.split, cand.grid) == (split, parts):
@@ -269,6 +353,21 @@ def test_cheap_floor_and_macs_agree_with_the_built_schedule() -> None:
             assert cand.macs == patch.schedule_macs(g, sched)
             exact = sched if counted else patch.without_inputs(g, sched)
             assert cand.floor <= patch.liveness_peak(g, exact)
+
+
+def test_cheap_floor_holds_with_pads_and_an_in_place_depthwise_split() -> None:
+    """The floor charges an in-place depthwise tile one channel of its *tile*, also when
+    the depthwise is the split op (whose output buffer is the whole map)."""
+    b = GraphBuilder((16, 19, 3), seed=4)
+    x = b.pad(b.input, 1, 1, 1, 1)
+    x = b.conv(x, 0, kernel=3, padding="VALID", depthwise=True)
+    g = b.build(b.torch_style_conv(x, 0, depthwise=True))
+    for counted in (True, False):
+        for cand, walk in patch.candidates(g, count_input=counted):
+            sched = walk.schedule()
+            assert cand.macs == patch.schedule_macs(g, sched)
+            exact = sched if counted else patch.without_inputs(g, sched)
+            assert cand.floor <= patch.liveness_peak(g, exact), (cand.split, cand.grid)
 
 
 def test_overhead_cap_is_respected() -> None:
@@ -364,3 +463,40 @@ def test_keras_mobilenetv2_patch_bit_exact_with_tflm(tmp_path: Path) -> None:
     deepest = max(patch.split_candidates(graph))
     h, w = graph.tensors[graph.ops[deepest].outputs[0]].shape[1:3]
     _tflm_check(path, graph, patch.patch_schedule(graph, deepest, min(h, w)))
+
+
+@pytest.fixture(scope="module")
+def torch_mobilenetv2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zoo's PyTorch MobileNetV2-0.35 (10 classes) at 3×48×48, exported by ``tinymcu
+    export``'s pipeline: its stride-2 ``padding=1`` convs become PAD + VALID conv."""
+    pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    from tinymcu.export.pipeline import export_model
+
+    root = tmp_path_factory.mktemp("torch_mbv2")
+    calib = root / "calib.npy"
+    rng = np.random.default_rng(0)
+    np.save(calib, rng.standard_normal((16, 3, 48, 48)).astype(np.float32))
+    result = export_model("patch_graphs:torch_mobilenetv2", str(calib), root / "out",
+                          input_shape=(1, 3, 48, 48), tflm_samples=2)
+    return result.tflite_path
+
+
+@pytest.mark.slow
+def test_exported_torch_mobilenetv2_patch_bit_exact_with_tflm(torch_mobilenetv2: Path) -> None:
+    """The first op of an exported PyTorch CNN is a PAD: before PAD could be tiled, no
+    patch schedule applied to such models at all."""
+    from tinymcu.mcu_runtime.tflite_reader import load_tflite
+
+    graph = load_tflite(torch_mobilenetv2.read_bytes())
+    pads = [op.index for op in graph.ops if op.kind == "PAD"]
+    assert pads and pads[0] == 0
+    res = patch.search(graph)
+    assert any(graph.ops[i].kind == "PAD" for i in range(res.split + 1))
+    assert res.peak * 3 < res.layer_peak
+    _tflm_check(torch_mobilenetv2, graph, res.schedule)
+    # the deepest split before the head, as many tiles as the map allows, crosses three PADs
+    deepest = max(patch.split_candidates(graph))
+    assert sum(graph.ops[i].kind == "PAD" for i in range(deepest + 1)) >= 3
+    h, w = graph.tensors[graph.ops[deepest].outputs[0]].shape[1:3]
+    _tflm_check(torch_mobilenetv2, graph, patch.patch_schedule(graph, deepest, min(h, w)))

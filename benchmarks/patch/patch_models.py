@@ -1,4 +1,5 @@
-"""Seeded random-weight Keras MobileNetV2 → full-int8 .tflite, cached on disk.
+"""Seeded random-weight MobileNetV2s (Keras, and PyTorch via ``tinymcu export``) → full-int8
+.tflite, cached on disk.
 
 The patch benchmark and tests need MobileNetV2 at sizes no shared model has. Weights are
 random (seeded) because memory and exactness do not depend on what the weights learned;
@@ -52,6 +53,33 @@ def mobilenetv2_tflite(alpha: float, size: int, seed: int = 0, classes: int = 10
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     tmp.rename(path)
+    return path
+
+
+def torch_mobilenetv2_tflite(size: int) -> Path:
+    """Path of the zoo's PyTorch MobileNetV2-0.35 (1000 classes, seeded weights) at
+    ``size``² exported by ``tinymcu export``'s pipeline, built if missing.
+
+    Unlike the Keras model, PyTorch's stride-2 convs pad by 1 on every side, which TFLite's
+    SAME cannot express at even sizes: the export carries explicit PAD ops, starting with
+    the very first op, so this is the model that exercises PAD inside patch stages.
+    """
+    path = cache_dir() / f"torch_mobilenetv2_0.35_{size}_s0.tflite"
+    if path.exists():
+        return path
+    import numpy as np
+
+    from tinymcu.export.pipeline import export_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = Path(tmp) / "calib.npy"
+        rng = np.random.default_rng(0)
+        np.save(calib, rng.standard_normal((16, 3, size, size)).astype(np.float32))
+        result = export_model("tinymcu.prune.zoo:mobilenetv2", str(calib), Path(tmp) / "out",
+                              input_shape=(1, 3, size, size), tflm_samples=2)
+        tmp_path = path.with_suffix(".tmp")
+        tmp_path.write_bytes(result.tflite_path.read_bytes())
+        tmp_path.rename(path)
     return path
 
 
