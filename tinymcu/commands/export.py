@@ -17,8 +17,10 @@ import click
               help="A torch state_dict file to load into a factory/zoo model.")
 @click.option("--input-shape", default=None, metavar="1,C,H,W",
               help="Static NCHW input shape (batch 1); pins dynamic ONNX dimensions.")
+@click.option("--tflm-samples", default=256, show_default=True, type=click.IntRange(1),
+              help="Evaluation samples run through TFLM and compared bit for bit.")
 def command(model: str, calib: str, out_dir: str, name: str | None, state_dict: str | None,
-            input_shape: str | None) -> None:
+            input_shape: str | None, tflm_samples: int) -> None:
     """Export MODEL to int8 TFLite and C arrays, checked against TFLM.
 
     MODEL is an .onnx file, a TorchScript file, a zoo name (demo_cnn, mobilenetv2) or a
@@ -43,7 +45,8 @@ def command(model: str, calib: str, out_dir: str, name: str | None, state_dict: 
 
     shape = parse_shape(input_shape) if input_shape else None
     result = export_model(model, calib, out_dir, name=name, state_dict=state_dict,
-                          input_shape=shape, console=Console(stderr=True))
+                          input_shape=shape, console=Console(stderr=True),
+                          tflm_samples=tflm_samples)
     print_summary(result.report, Console())
     tflm = result.report["tflm"]
     if not tflm["bit_exact"]:
