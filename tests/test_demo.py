@@ -23,7 +23,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert s["sram_patch_bytes"] <= s["sram_layer_bytes"] <= s["sram_budget_bytes"]
     assert 0.25 <= s["density"] <= 0.35
     assert s["int8_accuracy"] > 0.5
-    for f in ("export/demo_cnn.tflite", "export/model_data.h", "export/model_data.c",
+    for f in ("export/model.tflite", "export/model_data.h", "export/model_data.c",
               "export/export_report.json", "check.json", "check.svg", "prune/model.json"):
         assert (out / f).is_file(), f
     assert "emulator == TFLM" in r.stdout
