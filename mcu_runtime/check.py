@@ -21,6 +21,7 @@ from .. import __version__
 from ..errors import OverBudget, TinymcuError
 from . import kernels
 from .ir import Graph
+from .passes import fold_pads
 from .planner import Plan, plan
 from .schedule import Schedule, Step, layer_schedule
 from .tflite_reader import load_tflite
@@ -200,7 +201,7 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
     if target == "tflm" and schedule != "layer":
         raise TinymcuError("TFLM runs op by op: --target tflm takes only --schedule layer")
     path = Path(path)
-    data, graph = load_graph(path)
+    data, graph = load_graph(path, target)
     model = Model(path.stem, str(path), hashlib.sha256(data).hexdigest(), len(data),
                   len(graph.ops), graph.weight_bytes(), sparse_weight_bytes(graph))
 
@@ -248,13 +249,21 @@ def apply_baseline(report: CheckReport, baseline: dict[str, Any],
     return report
 
 
-def load_graph(path: Path) -> tuple[bytes, Graph]:
-    """Read and parse a .tflite; every error names the file (one line, exit 2)."""
+def load_graph(path: Path, target: str = "tinymcu") -> tuple[bytes, Graph]:
+    """Read and parse a .tflite; every error names the file (one line, exit 2).
+
+    For our own runtime (``target="tinymcu"``) PAD ops are folded into the convs that read
+    them (``passes.fold_pads``): its kernels pad inside the window loop, so the padded copy
+    never exists. TFLM executes the PAD op, so ``"tflm"`` keeps the graph as written.
+    """
+    if target not in TARGETS:
+        raise TinymcuError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     data = read_model(path)
     try:
-        return data, load_tflite(data)
+        graph = load_tflite(data)
     except TinymcuError as e:
         raise TinymcuError(f"{path}: {e}") from None
+    return data, fold_pads(graph) if target == "tinymcu" else graph
 
 
 def read_model(path: Path) -> bytes:

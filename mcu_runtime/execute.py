@@ -48,7 +48,7 @@ def execute(path: str | Path, inputs: list[np.ndarray], schedule: str = "layer",
             sram_bytes: int = 256 * 1024, verify: bool = False) -> Execution:
     """Emulate ``path`` on ``inputs``; with ``verify`` also run TFLM and compare bit for bit."""
     path = Path(path)
-    _, graph = load_graph(path)
+    _, graph = load_graph(path, target="tinymcu")
     inputs = validate_inputs([(graph.tensors[i].shape, graph.tensors[i].dtype)
                               for i in graph.inputs], inputs)
     candidates, _ = candidate_schedules(graph, schedule, sram_bytes)

@@ -76,9 +76,11 @@ class Op:
     """One operator. ``inputs`` may hold -1 for an absent optional input (e.g. no bias).
 
     ``attrs`` uses these keys where they apply: ``stride`` (h, w), ``dilation`` (h, w),
-    ``padding`` ("SAME"|"VALID"), ``activation`` ("NONE"|"RELU"|"RELU6"|"RELU_N1_TO_1"),
-    ``depth_multiplier``, ``filter`` (h, w) for pools, ``axis``, ``keep_dims``, ``beta``,
-    ``new_shape``, ``perm``.
+    ``padding`` ("SAME"|"VALID", or "EXPLICIT" with ``pads`` (top, bottom, left, right) after
+    ``passes.fold_pads`` merged a PAD into the op),
+    ``activation`` ("NONE"|"RELU"|"RELU6"|"RELU_N1_TO_1"), ``depth_multiplier``,
+    ``filter`` (h, w) for pools, ``axis``, ``keep_dims``, ``beta``, ``new_shape``, ``perm``,
+    ``paddings`` (PAD), ``squeeze_dims``, ``keep_num_dims``.
     """
 
     index: int

@@ -2,7 +2,7 @@
 
 A patch stage computes a tile of a feature map from only the input pixels that tile
 depends on. Walking a tile back through an op needs the op's window (kernel, stride,
-dilation) and where its SAME/VALID padding sits; the part of the window that falls
+dilation) and where its SAME/VALID/EXPLICIT padding sits; the part of the window that falls
 outside the real image becomes the step's explicit padding, so a tile in the middle of
 the image is never padded and its result equals the full-map computation exactly.
 
@@ -90,9 +90,12 @@ def window(op: Op, graph: Graph) -> Window | None:
         kernel = tuple(op.attrs["filter"])
     stride = tuple(op.attrs.get("stride", (1, 1)))
     dilation = tuple(op.attrs.get("dilation", (1, 1)))
-    if op.attrs.get("padding", "VALID") == "SAME":
+    padding = op.attrs.get("padding", "VALID")
+    if padding == "SAME":
         before = tuple(same_pad_before(in_size[a], dst[1 + a], kernel[a], stride[a], dilation[a])
                        for a in (0, 1))
+    elif padding == "EXPLICIT":  # a folded PAD (passes.fold_pads): its top and left pads
+        before = (op.attrs["pads"][0], op.attrs["pads"][2])
     else:
         before = (0, 0)
     return Window(kernel, stride, dilation, before, in_size)  # type: ignore[arg-type]
@@ -108,7 +111,8 @@ def input_span(win: Window | None, axis: int, o0: int, o1: int) -> tuple[int, in
     The window rows ``[start, end)`` split into padding before row 0, real rows and padding
     after the last row, so ``before + (hi - lo) + after == end - start`` always. When the
     window lies entirely in the padding (only a PAD op's tile can: a SAME window always
-    covers a real pixel), ``[lo, hi)`` is empty, placed at the border it touches, and the
+    covers a real pixel, and so does an EXPLICIT one, as ``passes.fold_pads`` keeps each
+    pad smaller than the window), ``[lo, hi)`` is empty, placed at the border it touches, and the
     padding is the window's whole length on that one side.
     """
     if win is None:

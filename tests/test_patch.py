@@ -465,23 +465,6 @@ def test_keras_mobilenetv2_patch_bit_exact_with_tflm(tmp_path: Path) -> None:
     _tflm_check(path, graph, patch.patch_schedule(graph, deepest, min(h, w)))
 
 
-@pytest.fixture(scope="module")
-def torch_mobilenetv2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The zoo's PyTorch MobileNetV2-0.35 (10 classes) at 3×48×48, exported by ``tinymcu
-    export``'s pipeline: its stride-2 ``padding=1`` convs become PAD + VALID conv."""
-    pytest.importorskip("torch")
-    pytest.importorskip("tensorflow")
-    from tinymcu.export.pipeline import export_model
-
-    root = tmp_path_factory.mktemp("torch_mbv2")
-    calib = root / "calib.npy"
-    rng = np.random.default_rng(0)
-    np.save(calib, rng.standard_normal((16, 3, 48, 48)).astype(np.float32))
-    result = export_model("patch_graphs:torch_mobilenetv2", str(calib), root / "out",
-                          input_shape=(1, 3, 48, 48), tflm_samples=2)
-    return result.tflite_path
-
-
 @pytest.mark.slow
 def test_exported_torch_mobilenetv2_patch_bit_exact_with_tflm(torch_mobilenetv2: Path) -> None:
     """The first op of an exported PyTorch CNN is a PAD: before PAD could be tiled, no

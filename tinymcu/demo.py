@@ -60,7 +60,7 @@ def _emulate_test_split(tflite: Path, x: np.ndarray, y: np.ndarray, schedules: l
     from .mcu_runtime.oracle import tflm_invoke_batch
     from .mcu_runtime.planner import plan
 
-    _, graph = load_graph(tflite)
+    _, graph = load_graph(tflite, target="tinymcu")
     quant = graph.tensors[graph.inputs[0]].quant
     inputs = [quantize_input(x[i:i + 1], quant) for i in range(len(x))]
     tflm = [outs[0] for outs in tflm_invoke_batch(tflite, inputs)]

@@ -2,7 +2,9 @@
 
 Every window op here runs VALID on an input that was first padded explicitly. With
 ``pad=None`` the pad comes from the op's SAME/VALID attribute exactly as TFLite computes it
-(``ComputePaddingHeightWidth``: half the total in front, the odd remainder at the bottom/right).
+(``ComputePaddingHeightWidth``: half the total in front, the odd remainder at the bottom/right),
+or, for ``padding="EXPLICIT"`` (a PAD op folded into the conv by ``passes.fold_pads``), from
+its ``pads`` attribute.
 The patch scheduler instead passes an explicit ``pad`` that is non-zero only where a tile
 touches the real image border; a tile's halo pixels are real data already inside the input
 region, so they are never treated as padding.
@@ -25,6 +27,9 @@ def effective_size(kernel: int, dilation: int) -> int:
 def same_valid_pad(op: Op, in_hw: tuple[int, int], kernel_hw: tuple[int, int]) -> Pad:
     """(top, bottom, left, right) TFLite applies for the op's padding attribute."""
     padding = op.attrs.get("padding", "VALID")
+    if padding == "EXPLICIT":
+        top, bottom, left, right = op.attrs["pads"]
+        return top, bottom, left, right
     stride = op.attrs.get("stride", (1, 1))
     dilation = op.attrs.get("dilation", (1, 1))
     pads = []
