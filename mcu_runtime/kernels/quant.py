@@ -73,15 +73,21 @@ def _trunc_div(a: np.ndarray, b: int) -> np.ndarray:
     return np.where(a < 0, -q, q)
 
 
-def srdhm(a: IntLike, b: IntLike) -> np.ndarray:
-    """``SaturatingRoundingDoublingHighMul`` on int32: ``round(a·b / 2^31)``, saturating."""
+def _srdhm(a: IntLike, b: IntLike, bits: int) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingDoublingHighMul for ``bits``-wide signed integers."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    high = _trunc_div(ab + nudge, 1 << 31)
-    overflow = (a == b) & (a == INT32_MIN)
-    return np.where(overflow, INT32_MAX, high)
+    half = 1 << (bits - 2)
+    nudge = np.where(ab >= 0, half, 1 - half)
+    high = _trunc_div(ab + nudge, 1 << (bits - 1))
+    lowest = -(1 << (bits - 1))
+    return np.where((a == b) & (a == lowest), -lowest - 1, high)
+
+
+def srdhm(a: IntLike, b: IntLike) -> np.ndarray:
+    """``SaturatingRoundingDoublingHighMul`` on int32: ``round(a·b / 2^31)``, saturating."""
+    return _srdhm(a, b, 32)
 
 
 def rounding_divide_by_pot(x: IntLike, exponent: IntLike) -> np.ndarray:
@@ -110,13 +116,7 @@ def multiply_by_quantized_multiplier(x: IntLike, multiplier: IntLike, shift: Int
 
 def srdhm16(a: IntLike, b: IntLike) -> np.ndarray:
     """int16 ``SaturatingRoundingDoublingHighMul`` (gemmlowp's int16 overload)."""
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    ab = a * b
-    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
-    high = _trunc_div(ab + nudge, 1 << 15)
-    overflow = (a == b) & (a == INT16_MIN)
-    return np.where(overflow, INT16_MAX, high)
+    return _srdhm(a, b, 16)
 
 
 def sdhm16(a: IntLike, b: IntLike) -> np.ndarray:
