@@ -112,9 +112,74 @@ def mobilenetv2(width: float = 0.35, num_classes: int = 1000, in_ch: int = 3,
     return MobileNetV2(width, num_classes, in_ch)
 
 
+class _BasicBlock(nn.Module):
+    """ResNet basic block (two 3×3 convs), 1×1 strided shortcut when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(cin, cout, stride=stride),
+                                  _conv_bn(cout, cout, act=False))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+                         else _conv_bn(cin, cout, k=1, stride=stride, act=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet8(nn.Module):
+    """MLPerf Tiny image-classification ResNet-8 (16/32/64 channels, three basic blocks)."""
+
+    def __init__(self, num_classes: int = 10, in_ch: int = 3, width: int = 16) -> None:
+        super().__init__()
+        self.stem = _conv_bn(in_ch, width)
+        self.blocks = nn.Sequential(_BasicBlock(width, width, 1),
+                                    _BasicBlock(width, 2 * width, 2),
+                                    _BasicBlock(2 * width, 4 * width, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+class DSCNN(nn.Module):
+    """MLPerf Tiny keyword-spotting DS-CNN: a 10×4 strided conv, four depthwise-separable
+    blocks, global pooling, linear head (input 1×49×10 MFCCs in the benchmark)."""
+
+    def __init__(self, num_classes: int = 12, in_ch: int = 1, width: int = 64,
+                 blocks: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_ch, width, (10, 4), stride=2, padding=(5, 1), bias=False),
+            nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
+        for _ in range(blocks):
+            layers += [_conv_bn(width, width, groups=width), _conv_bn(width, width, k=1)]
+        self.blocks = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+def resnet8(num_classes: int = 10, in_ch: int = 3, seed: int = 0, width: int = 16) -> nn.Module:
+    """Factory for :class:`ResNet8` (spec ``tinymcu.prune.zoo:resnet8``)."""
+    torch.manual_seed(seed)
+    return ResNet8(num_classes, in_ch, width)
+
+
+def ds_cnn(num_classes: int = 12, in_ch: int = 1, seed: int = 0, width: int = 64) -> nn.Module:
+    """Factory for :class:`DSCNN` (spec ``tinymcu.prune.zoo:ds_cnn``)."""
+    torch.manual_seed(seed)
+    return DSCNN(num_classes, in_ch, width)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "demo_cnn": demo_cnn,
     "mobilenetv2": mobilenetv2,
+    "resnet8": resnet8,
+    "ds_cnn": ds_cnn,
 }
 
 
