@@ -8,7 +8,6 @@ the CLI can exit 2 without a traceback.
 
 from __future__ import annotations
 
-import importlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +68,12 @@ def load_model(spec: str, state_dict: str | Path | None = None) -> ModelSource:
         module = _load_torchscript(path)
         name = path.stem
         default_shape = None
-    elif ":" in spec:
-        module, name = _load_factory(spec), spec.rsplit(":", 1)[1]
-        default_shape = None
     else:
-        module, name, default_shape = _load_zoo(spec)
+        from tinymcu.prune.modelspec import build_model, factory_path
+        from tinymcu.prune.zoo import INPUT_SHAPES
+
+        module, name = build_model(spec), factory_path(spec).rsplit(":", 1)[1]
+        default_shape = INPUT_SHAPES.get(name) if ":" not in spec else None
     if state_dict is not None:
         _apply_state_dict(module, Path(state_dict))
     module.eval()
@@ -91,31 +91,6 @@ def _load_torchscript(path: Path) -> Any:
     except RuntimeError as e:
         raise TinymcuError(f"{path}: cannot load as TorchScript: "
                            f"{str(e).splitlines()[0]}") from None
-
-
-def _load_factory(spec: str) -> Any:
-    import torch
-
-    mod_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise TinymcuError(f"model spec {spec!r}: {e}") from None
-    module = factory()
-    if not isinstance(module, torch.nn.Module):
-        raise TinymcuError(f"model spec {spec!r} returned {type(module).__name__}, "
-                           "not a torch.nn.Module")
-    return module
-
-
-def _load_zoo(name: str) -> tuple[Any, str, tuple[int, ...] | None]:
-    from tinymcu.prune import zoo
-
-    if name not in zoo.MODELS:
-        raise TinymcuError(f"model {name!r}: not a file, a zoo name "
-                           f"({', '.join(sorted(zoo.MODELS))}) or a package.module:factory spec")
-    default = (1, 1, 8, 8) if name == "demo_cnn" else None
-    return zoo.build(name), name, default
 
 
 def _apply_state_dict(module: Any, path: Path) -> None:

@@ -25,8 +25,10 @@ def factory_path(spec: str) -> str:
     )
 
 
-def build_model(spec: str, num_classes: int, in_ch: int, seed: int = 0) -> nn.Module:
-    """Build the model; ``num_classes``/``in_ch``/``seed`` are passed if the factory takes them."""
+def build_model(spec: str, num_classes: int | None = None, in_ch: int | None = None,
+                seed: int | None = 0) -> nn.Module:
+    """Build the model; ``num_classes``/``in_ch``/``seed`` are passed if given and the factory
+    takes them (None keeps the factory's default)."""
     module_name, _, attr = factory_path(spec).partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -34,7 +36,7 @@ def build_model(spec: str, num_classes: int, in_ch: int, seed: int = 0) -> nn.Mo
         raise TinymcuError(f"cannot load model factory {spec!r}: {e}") from e
     params = inspect.signature(factory).parameters
     offered = {"num_classes": num_classes, "in_ch": in_ch, "seed": seed}
-    kwargs = {k: v for k, v in offered.items() if k in params}
+    kwargs = {k: v for k, v in offered.items() if k in params and v is not None}
     model = factory(**kwargs)
     if not isinstance(model, nn.Module):
         raise TinymcuError(f"{spec!r} returned {type(model).__name__}, not a torch nn.Module")

@@ -183,6 +183,14 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+#: the NCHW input (batch 1) each zoo model is built for by default
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "demo_cnn": (1, 1, 8, 8),
+    "resnet8": (1, 3, 32, 32),
+    "ds_cnn": (1, 1, 49, 10),
+}
+
+
 def build(name: str, **kwargs: object) -> nn.Module:
     """Build a zoo model by name; unknown names raise ``KeyError`` listing the choices."""
     if name not in MODELS:

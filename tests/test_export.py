@@ -90,7 +90,7 @@ def test_float_graphs_agree(exported) -> None:
 
 def test_int8_outputs_match_float(exported) -> None:
     p = exported.report["parity"]
-    assert p["samples"] == 449  # the digits test split
+    assert p["samples"] == 359  # the digits test split
     assert p["top1_agreement"] >= 0.95
     scale = exported.report["output"]["scale"]
     assert p["mean_abs_error"] < 4 * scale
@@ -270,15 +270,17 @@ def test_padding_mapping_examples() -> None:
 
 
 def test_digits_split_is_deterministic_and_disjoint() -> None:
-    from tinymcu.export.data import digits_split, load_digits
+    from tinymcu.export.data import digits_split
+    from tinymcu.prune.data import Split
 
-    x, y = load_digits()
-    assert x.shape == (1797, 1, 8, 8) and x.dtype == np.float32 and 0 <= x.min() < x.max() <= 1
     a, b = digits_split(), digits_split()
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
     x_tr, y_tr, x_te, y_te = a
-    assert len(x_tr) + len(x_te) == 1797 and len(x_te) == 449
+    assert x_tr.shape[1:] == (1, 8, 8) and x_tr.dtype == np.float32
+    assert 0 <= x_tr.min() < x_tr.max() <= 1
+    assert len(x_tr) + len(x_te) == 1797 and len(x_te) == 359
+    np.testing.assert_array_equal(Split("digits", 4, 0.5, 0).test().y, y_te)  # the pruner's
     assert len({r.tobytes() for r in x_tr} & {r.tobytes() for r in x_te}) <= 5  # dup images
     assert not np.array_equal(digits_split(seed=1)[3], y_te)
 

@@ -94,10 +94,10 @@ def quiet_third_party_logs() -> None:
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
     """Run the pipeline into ``cfg.out`` and return the summary (also saved as summary.json)."""
     quiet_third_party_logs()
+    from .export.data import digits_split
     from .export.pipeline import export_model
     from .mcu_runtime.check import Budget, check_model
     from .mcu_runtime.report import to_json, to_markdown, write_plot
-    from .prune.data import Split
 
     console = console or Console()
     board = get_board(cfg.board)
@@ -120,8 +120,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         (tmp / "check.md").write_text(to_markdown(checks["patch"]))
         write_plot(checks["patch"], tmp / "check.svg")
         console.rule("4/4 emulate the test split in the planned arena, compare with TFLM")
-        test = Split("digits", cfg.clients, cfg.alpha, cfg.seed).test()
-        emu = _emulate_test_split(exported.tflite_path, test.x, test.y, ["layer", "patch"],
+        _, _, x_test, y_test = digits_split(seed=cfg.seed)
+        emu = _emulate_test_split(exported.tflite_path, x_test, y_test, ["layer", "patch"],
                                   budget.sram_bytes)
         rep = exported.report
         summary = {

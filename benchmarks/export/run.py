@@ -107,7 +107,7 @@ def run() -> list[dict]:
         torch_acc = train_demo(tmp_p / "demo.pt")
         train_s = time.perf_counter() - t
         jobs = [("demo_cnn (digits, trained)", "tinymcu.prune.zoo:demo_cnn", "digits",
-                 tmp_p / "demo.pt", 449)]
+                 tmp_p / "demo.pt", 359)]
         for size in (96, 144):
             calib = tmp_p / f"calib{size}.npy"
             mobilenet_calib(calib, size)
