@@ -27,9 +27,9 @@ from .outputs import atomic_dir
 @dataclass
 class DemoConfig:
     out: Path = Path("demo_out")
-    clients: int = 4
-    rounds: int = 6
-    density: float = 0.3
+    clients: int = 10
+    rounds: int = 15
+    density: float = 0.1
     alpha: float = 0.5
     seed: int = 0
     board: str = "qemu-mps2-an386"

@@ -12,9 +12,9 @@ from ..errors import VerificationError
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"),
               show_default=True, help="Output directory (replaced atomically).")
-@click.option("--clients", default=4, show_default=True, help="Simulated Flower clients.")
-@click.option("--rounds", default=6, show_default=True, help="Federated rounds.")
-@click.option("--density", default=0.3, show_default=True, help="Target weight density.")
+@click.option("--clients", default=10, show_default=True, help="Simulated Flower clients.")
+@click.option("--rounds", default=15, show_default=True, help="Federated rounds.")
+@click.option("--density", default=0.1, show_default=True, help="Target weight density.")
 @click.option("--seed", default=0, show_default=True)
 def command(out: Path, clients: int, rounds: int, density: float, seed: int) -> None:
     """Federated pruning → int8 export → memory check → bit-exact emulation, on digits.
