@@ -46,14 +46,16 @@ def atomic_dir(out: Path) -> Iterator[Path]:
     """Yield a temp directory beside ``out``; on success it replaces ``out``, else vanishes.
 
     An existing ``out`` that is a file is bad input; an existing directory is replaced only
-    once the new one is complete.
+    once the new one is complete. Missing parent directories are created, like ``mkdir -p``.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinymcuError(f"--out {out}: exists and is not a directory")
     parent = out.resolve().parent
-    if not parent.exists():
-        raise TinymcuError(f"--out {out}: parent directory {parent} does not exist")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TinymcuError(f"--out {out}: cannot create {parent} ({e.strerror})") from None
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
     try:
         yield tmp
