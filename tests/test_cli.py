@@ -90,3 +90,10 @@ def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(TinymcuError, match="not a directory"), atomic_dir(tmp_path / "file"):
         pass
+
+
+def test_atomic_dir_creates_missing_parents(tmp_path: Path) -> None:
+    with atomic_dir(tmp_path / "build" / "demo") as d:
+        (d / "model.tflite").write_bytes(b"x")
+    assert (tmp_path / "build" / "demo" / "model.tflite").read_bytes() == b"x"
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == ["demo"]
