@@ -530,41 +530,45 @@ def _bias(b: Tensor | None, channels: int) -> None:
         _need(b.shape == (channels,), f"bias shape {b.shape} should be ({channels},)")
 
 
-def _decode_conv(ins: list, outs: list, opts: Table | None) -> dict:
+def _filtered_window(ins: list, outs: list, opts: Table | None, dilation_field: int
+                     ) -> tuple[Tensor, Tensor, Tensor, dict]:
+    """What CONV_2D and DEPTHWISE_CONV_2D share: 4-D input/filter/output, a constant filter,
+    stride (option fields 2, 1), dilation (``dilation_field`` for h, the one before it for w)
+    and padding (field 0)."""
     _arity(ins, outs, 2, 3, required=2)
     x, w, out = ins[0], ins[1], outs[0]
     for t, what in ((x, "input"), (w, "filter"), (out, "output")):
         _rank(t, 4, what)
     _const(w, "filter")
-    stride = (_positive(opts, 2, "stride_h"), _positive(opts, 1, "stride_w"))
-    dilation = (_positive(opts, 5, "dilation_h", 1), _positive(opts, 4, "dilation_w", 1))
-    padding = _padding(opts, 0)
+    attrs = {"stride": (_positive(opts, 2, "stride_h"), _positive(opts, 1, "stride_w")),
+             "dilation": (_positive(opts, dilation_field, "dilation_h", 1),
+                          _positive(opts, dilation_field - 1, "dilation_w", 1)),
+             "padding": _padding(opts, 0)}
+    return x, w, out, attrs
+
+
+def _decode_conv(ins: list, outs: list, opts: Table | None) -> dict:
+    x, w, out, attrs = _filtered_window(ins, outs, opts, 5)
     _need(x.shape[3] == w.shape[3], f"filter {w.shape} expects {w.shape[3]} input channels, "
           f"input has {x.shape[3]}")
-    _window(x, out, w.shape[1:3], stride, dilation, padding, w.shape[0])
+    _window(x, out, w.shape[1:3], attrs["stride"], attrs["dilation"], attrs["padding"],
+            w.shape[0])
     _bias(ins[2] if len(ins) > 2 else None, w.shape[0])
-    return {"stride": stride, "dilation": dilation, "padding": padding,
-            "activation": _activation(opts, 3)}
+    return {**attrs, "activation": _activation(opts, 3)}
 
 
 def _decode_depthwise(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 2, 3, required=2)
-    x, w, out = ins[0], ins[1], outs[0]
-    for t, what in ((x, "input"), (w, "filter"), (out, "output")):
-        _rank(t, 4, what)
-    _const(w, "filter")
-    stride = (_positive(opts, 2, "stride_h"), _positive(opts, 1, "stride_w"))
-    dilation = (_positive(opts, 6, "dilation_h", 1), _positive(opts, 5, "dilation_w", 1))
-    padding = _padding(opts, 0)
+    x, w, out, attrs = _filtered_window(ins, outs, opts, 6)
     channels = w.shape[3]
     _need(w.shape[0] == 1, f"depthwise filter shape {w.shape} should start with 1")
     _need(x.shape[3] >= 1 and channels % x.shape[3] == 0,
           f"filter channels {channels} are not a multiple of input channels {x.shape[3]}")
-    _window(x, out, w.shape[1:3], stride, dilation, padding, channels)
+    _window(x, out, w.shape[1:3], attrs["stride"], attrs["dilation"], attrs["padding"],
+            channels)
     _bias(ins[2] if len(ins) > 2 else None, channels)
     # TF >= 2 ignores the stored depth_multiplier and derives it from the shapes, as here.
-    return {"stride": stride, "dilation": dilation, "padding": padding,
-            "depth_multiplier": channels // x.shape[3], "activation": _activation(opts, 4)}
+    return {**attrs, "depth_multiplier": channels // x.shape[3],
+            "activation": _activation(opts, 4)}
 
 
 def _decode_pool(ins: list, outs: list, opts: Table | None) -> dict:
