@@ -38,11 +38,11 @@ from flwr.serverapp import Grid, ServerApp
 
 from tinymcu.errors import TinymcuError
 
+from . import budget, fedtiny, local, wire
 from . import data as D
-from . import fedtiny, local, wire
 from . import masks as M
 from .config import PruneConfig
-from .modelspec import build_model, factory_kwargs, factory_path
+from .modelspec import factory_kwargs, factory_path
 from .strategy import SparseFedAvg, topk_memory_bytes
 
 log = logging.getLogger("tinymcu.prune")
@@ -66,7 +66,8 @@ def _client_setup(msg: Message, context: Context):
     parts = int(context.node_config.get("num-partitions", cfg.clients))
     split = D.Split(cfg.data, parts, None if cfg.iid else cfg.alpha, cfg.seed, cfg.test_fraction)
     full = D.load(cfg.data)
-    model = build_model(cfg.model, full.num_classes, full.input_shape[0], cfg.seed)
+    model = budget.build_at_width(cfg.model, cfg.width, full.num_classes, full.input_shape[0],
+                                  cfg.seed)
     return cfg, conf, pid, split.client(pid), model, local.pick_device(cfg.device)
 
 
@@ -176,7 +177,8 @@ class Server:
                          if cfg.delta_t else fedtiny.Schedule.scaled(cfg.rounds, cfg.prune_alpha))
 
     def build(self, seed: int) -> torch.nn.Module:
-        return build_model(self.cfg.model, self.num_classes, self.in_ch, seed)
+        return budget.build_at_width(self.cfg.model, self.cfg.width, self.num_classes, self.in_ch,
+                                     seed)
 
     # -- FedTiny adaptive BN selection
     def _query(self, grid: Grid, nodes: list[int], action: str, content: RecordDict,
@@ -340,7 +342,8 @@ class Server:
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.trace(model, example).save(str(self.work / "model.ts"))
         spec = {"factory": factory_path(cfg.model),
-                "kwargs": factory_kwargs(cfg.model, self.num_classes, self.in_ch),
+                "kwargs": {**factory_kwargs(cfg.model, self.num_classes, self.in_ch),
+                           **budget.width_kwargs(cfg.model, cfg.width)},
                 "state_dict": "model_state.pt", "torchscript": "model.ts",
                 "input_shape": [1, *self.input_shape], "num_classes": self.num_classes}
         (self.work / "model.json").write_text(json.dumps(spec, indent=2))

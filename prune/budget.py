@@ -3,23 +3,30 @@
 Flash holds the weights in the sparse format our C runtime reads: per prunable layer a bitmask
 of 1 bit per weight plus the non-zero int8 values, and per output channel an int32 bias (BN is
 folded into it at export). The densest model whose weights fit the flash left after the runtime's
-code (``reserve``) is the target. SRAM is the activations' business: before export we can only
-bound it from below by the largest (input + output) int8 bytes of any single layer, which every
-layer-by-layer schedule needs; the exact arena comes from the mcu_runtime planner after export.
+code (``reserve``) is the target.
+
+SRAM is the activations' business, and weight pruning cannot lower it. Before any training we
+plan it with the same memory model that checks the firmware: :func:`torch_ir.torch_graph` builds
+the int8 graph our runtime will execute from the torch model's shapes, and the mcu_runtime
+planner gives its arena op by op and, when that is over budget, for the cheapest patch schedule
+(MCUNetV2) that fits. When neither fits, structured (channel) pruning — a narrower model — is
+the remedy: :func:`structured_width` picks the widest channel multiplier whose arena fits.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import torch
 from torch import nn
 
-from tinymcu.errors import OverBudget
+from tinymcu.errors import OverBudget, TinymcuError
 
 from . import masks as M
+from .modelspec import build_model, factory_path
 
 DEFAULT_RESERVE = 64 * 1024
 """Flash kept for the runtime, kernels and application code."""
@@ -63,26 +70,139 @@ def density_for_flash(model: nn.Module, flash_bytes: int, reserve: int = DEFAULT
     return min(1.0, nnz / numel)
 
 
-def activation_lower_bound(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Largest int8 (input + output) bytes of any leaf layer on one sample."""
-    peak = 0
-    hooks = []
+@dataclass(frozen=True)
+class SramPlan:
+    """Planned SRAM of one model on one input: the op-by-op arena, and — only when that is over
+    the budget — the arena of the patch schedule ``tinymcu check --schedule auto`` would pick
+    (the fewest MACs that fit, else the smallest peak; None when no patch schedule applies)."""
 
-    def hook(_m, inputs, output):
-        nonlocal peak
-        size = sum(t.numel() for t in inputs if isinstance(t, torch.Tensor)) + output.numel()
-        peak = max(peak, size)
+    layer: int
+    patch: int | None
+    budget: int
+    patch_split: int | None = None
+    patch_grid: int | None = None
 
-    for m in model.modules():
-        if not list(m.children()):
-            hooks.append(m.register_forward_hook(hook))
+    @property
+    def best(self) -> int:
+        return min(self.layer, self.patch) if self.patch is not None else self.layer
+
+    @property
+    def fits(self) -> bool:
+        return self.best <= self.budget
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fits": self.fits}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SramPlan:
+        return cls(d["layer"], d["patch"], d["budget"], d.get("patch_split"), d.get("patch_grid"))
+
+    def describe(self) -> str:
+        text = f"SRAM {self.layer:,} B op by op"
+        if self.patch is not None:
+            text += f", {self.patch:,} B with {self.patch_grid}x{self.patch_grid} patches"
+        return f"{text} (budget {self.budget:,} B)"
+
+
+def plan_sram(model: nn.Module, input_shape: tuple[int, ...], sram_bytes: int) -> SramPlan:
+    """Plan the int8 arena of ``model`` on one ``input_shape`` (C, H, W) sample."""
+    from tinymcu.mcu_runtime import patch
+    from tinymcu.mcu_runtime.planner import plan
+    from tinymcu.mcu_runtime.schedule import layer_schedule
+
+    from .torch_ir import torch_graph
+
+    graph = torch_graph(model, input_shape)
+    layer = plan(graph, layer_schedule(graph)).arena_bytes
+    if layer <= sram_bytes:
+        return SramPlan(layer, None, sram_bytes)
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-    return peak
+        try:
+            found = patch.search(graph, objective="macs", budget=sram_bytes)
+        except OverBudget:
+            found = patch.search(graph, objective="peak")
+    except TinymcuError:  # no patch schedule applies (e.g. the first op reads its whole input)
+        return SramPlan(layer, None, sram_bytes)
+    return SramPlan(layer, found.peak, sram_bytes, found.split, found.grid)
+
+
+def sram_peak(model: nn.Module, input_shape: tuple[int, ...],
+              sram_bytes: int) -> tuple[int, int | None]:
+    """(op-by-op arena, patch arena or None): see :func:`plan_sram`."""
+    p = plan_sram(model, input_shape, sram_bytes)
+    return p.layer, p.patch
+
+
+def check_sram(model: nn.Module, input_shape: tuple[int, ...], sram_bytes: int) -> SramPlan:
+    """:func:`plan_sram`, raising :class:`OverBudget` (exit 1) when nothing fits."""
+    p = plan_sram(model, input_shape, sram_bytes)
+    if not p.fits:
+        raise OverBudget(f"activations need {p.describe()}; weight pruning cannot lower that: "
+                         "use --structured (narrower channels) or a bigger board")
+    return p
+
+
+def width_kwargs(spec: str, width: float) -> dict[str, float | int]:
+    """Factory keyword arguments that scale the model's channels by ``width``.
+
+    The factory's own ``width`` parameter is scaled from its default: a float default is a
+    multiplier (MobileNetV2's 0.35 → 0.35·width), an int default a base channel count
+    (ResNet-8's 16 → round(16·width)). Factories without a ``width`` parameter cannot be
+    narrowed.
+    """
+    if width == 1.0:
+        return {}
+    param = inspect.signature(_factory(spec)).parameters.get("width")
+    if param is None or not isinstance(param.default, (int, float)) \
+            or isinstance(param.default, bool):
+        raise TinymcuError(f"structured pruning needs a factory with a numeric `width` "
+                           f"parameter; {factory_path(spec)} has none")
+    if isinstance(param.default, int):
+        return {"width": max(1, round(param.default * width))}
+    return {"width": round(param.default * width, 6)}
+
+
+def build_at_width(spec: str, width: float, num_classes: int | None = None,
+                   in_ch: int | None = None, seed: int | None = 0) -> nn.Module:
+    """:func:`modelspec.build_model` with the channels scaled by ``width`` (1.0: unchanged)."""
+    kwargs = width_kwargs(spec, width)
+    if not kwargs:
+        return build_model(spec, num_classes, in_ch, seed)
+    factory = _factory(spec)
+    params = inspect.signature(factory).parameters
+    offered = {"num_classes": num_classes, "in_ch": in_ch, "seed": seed}
+    kwargs.update({k: v for k, v in offered.items() if k in params and v is not None})
+    return factory(**kwargs)
+
+
+def _factory(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = factory_path(spec).partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise TinymcuError(f"cannot load model factory {spec!r}: {e}") from e
+
+
+@dataclass(frozen=True)
+class WidthChoice:
+    width: float
+    sram: SramPlan
+
+
+def structured_width(build: Callable[[float], nn.Module], input_shape: tuple[int, ...],
+                     sram: int, widths: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35, 0.25)
+                     ) -> WidthChoice:
+    """Structured (channel) pruning for when activations, not weights, exceed SRAM: the widest
+    channel multiplier in ``widths`` (tried widest first) whose planned arena — op by op, or the
+    patch schedule that fits — is within ``sram``. ``build(f)`` returns the model with every
+    layer's channels scaled by ``f``."""
+    last = None
+    for f in sorted(widths, reverse=True):
+        last = plan_sram(build(f), input_shape, sram)
+        if last.fits:
+            return WidthChoice(f, last)
+    raise OverBudget(f"even at width x{min(widths)} the activations need "
+                     f"{last.describe() if last else 'more SRAM'}")
 
 
 @dataclass(frozen=True)
@@ -90,29 +210,12 @@ class BoardBudget:
     density: float
     dense_flash: int
     flash_avail: int
-    activation_lower_bound: int
-    sram: int
-
-    @property
-    def sram_may_fit(self) -> bool:
-        return self.activation_lower_bound <= self.sram
+    sram: SramPlan
 
 
 def budget_for(model: nn.Module, input_shape: tuple[int, ...], sram: int, flash: int,
                reserve: int = DEFAULT_RESERVE) -> BoardBudget:
-    """Density target from flash, and the activation bound to compare with SRAM (weight
+    """Density target from flash, and the planned SRAM to compare with the board's (weight
     pruning cannot lower it; a narrower model or a patch schedule can)."""
-    act = activation_lower_bound(model, input_shape)
     return BoardBudget(density_for_flash(model, flash, reserve), dense_flash_bytes(model),
-                       flash - reserve, act, sram)
-
-
-def structured_width(build: Callable[[float], nn.Module], input_shape: tuple[int, ...],
-                     sram: int, widths: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35, 0.25)) -> float:
-    """Structured (channel) pruning for when activations, not weights, exceed SRAM: the widest
-    channel multiplier whose layer-by-layer activation bound fits ``sram``. ``build(f)`` returns
-    the model with every layer's channels scaled by ``f``."""
-    for f in widths:
-        if activation_lower_bound(build(f), input_shape) <= sram:
-            return f
-    raise OverBudget(f"even at width x{widths[-1]} the activations exceed {sram:,} B of SRAM")
+                       flash - reserve, plan_sram(model, input_shape, sram))

@@ -28,6 +28,10 @@ class PruneConfig:
     rounds: int = 30
     density: float = 0.1
     method: str = "fedtiny"
+    width: float = 1.0
+    """Channel width multiplier relative to the model factory's default (structured pruning)."""
+    sram: int = 0
+    """SRAM budget in bytes the model's planned arena must fit before training; 0: not gated."""
     out: str = "prune-out"
     seed: int = 0
     epochs: int = 2
@@ -56,6 +60,10 @@ class PruneConfig:
             raise TinymcuError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if not 0.0 < self.density <= 1.0:
             raise TinymcuError(f"density must be in (0, 1], got {self.density}")
+        if not 0.0 < self.width <= 1.0:
+            raise TinymcuError(f"width must be in (0, 1], got {self.width}")
+        if self.sram < 0:
+            raise TinymcuError(f"SRAM budget must not be negative, got {self.sram}")
         if self.clients < 1 or self.rounds < 1:
             raise TinymcuError("need at least 1 client and 1 round")
         if self.method == "globalmp" and self.rounds < 2:

@@ -10,6 +10,7 @@ SuperNode way). The server writes a checkpoint after every round into ``OUT.part
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -19,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from tinymcu.errors import TinymcuError
 
+from . import budget
 from . import data as D
 from .config import PruneConfig
-from .modelspec import build_model
 
 
 @dataclass
@@ -49,13 +52,13 @@ class PruneResult:
         return self.out / "model.json"
 
 
-def preflight(cfg: PruneConfig) -> None:
-    """Fail fast, before any process starts, on bad data, model or output directory."""
+def preflight(cfg: PruneConfig) -> budget.SramPlan | None:
+    """Fail fast, before any process starts, on bad data, model or output directory, and on
+    a model whose planned activations exceed the SRAM budget (:func:`sram_gate`)."""
     cfg.validate()
     ds = D.load(cfg.data)
     if cfg.clients * 2 > len(ds.y):
         raise TinymcuError(f"{len(ds.y)} samples are too few for {cfg.clients} clients")
-    build_model(cfg.model, ds.num_classes, ds.input_shape[0], cfg.seed)
     out = Path(cfg.out)
     if out.is_file():
         raise TinymcuError(f"output {out} is a file")
@@ -63,6 +66,40 @@ def preflight(cfg: PruneConfig) -> None:
         raise TinymcuError(f"output {out} exists and is not empty")
     D.Split(cfg.data, cfg.clients, None if cfg.iid else cfg.alpha, cfg.seed,
             cfg.test_fraction).client(0)
+    return sram_gate(cfg)
+
+
+def sram_gate(cfg: PruneConfig) -> budget.SramPlan | None:
+    """Plan the SRAM of the model this run trains (at ``cfg.width``) with the mcu_runtime
+    planner; :class:`OverBudget` if neither op-by-op nor a patch schedule fits ``cfg.sram``.
+    Without an SRAM budget, only check that the model builds."""
+    ds = D.load(cfg.data)
+    model = budget.build_at_width(cfg.model, cfg.width, ds.num_classes, ds.input_shape[0],
+                                  cfg.seed)
+    if not cfg.sram:
+        return None
+    return budget.check_sram(model, ds.input_shape, cfg.sram)
+
+
+def check_trains_planned(cfg: PruneConfig, model: torch.nn.Module) -> None:
+    """The model the server builds must have the shapes that were planned (same spec, same
+    width), or the SRAM plan would describe a different model than the one trained."""
+    ds = D.load(cfg.data)
+    expect = budget.build_at_width(cfg.model, cfg.width, ds.num_classes, ds.input_shape[0],
+                                   cfg.seed)
+    if {k: tuple(v.shape) for k, v in model.state_dict().items()} != \
+            {k: tuple(v.shape) for k, v in expect.state_dict().items()}:
+        raise TinymcuError(f"the model this run would train differs from the planned "
+                           f"width-x{cfg.width} model of {cfg.model}")
+
+
+def record_sram(result: PruneResult, planned: budget.SramPlan, width: float) -> None:
+    """Add the planned SRAM to the run's report (``report.json`` replaced atomically)."""
+    result.report["sram"] = {**planned.to_dict(), "width": width}
+    path = result.out / "report.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result.report, indent=2))
+    os.replace(tmp, path)
 
 
 def backend_config(cfg: PruneConfig, ray_tmp: str) -> dict:
@@ -92,17 +129,17 @@ def run_pruning(
     density, bytes). ``keep_backend`` leaves Ray running for the next call (benchmarks).
     """
     cfg = config if isinstance(config, PruneConfig) else PruneConfig.from_flat(config)
-    if not cfg.resume:
-        preflight(cfg)
-    else:
-        cfg.validate()
+    planned = sram_gate(cfg.validate()) if cfg.resume else preflight(cfg)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     with _without_tensorflow():
         from flwr.simulation import run_simulation
 
-    from .apps import client_app, make_server_app
+    from .apps import Server, client_app, make_server_app
+
+    if planned is not None:
+        check_trains_planned(cfg, Server(cfg).build(cfg.seed))
 
     ray_tmp = _ray_tmp()
     sink: dict = {}
@@ -116,7 +153,10 @@ def run_pruning(
     if "report" not in sink:
         raise TinymcuError("the federated run did not finish (see the Flower log above); "
                            f"rerun with --resume to continue from {cfg.out}.partial")
-    return PruneResult(Path(cfg.out), sink["report"])
+    result = PruneResult(Path(cfg.out), sink["report"])
+    if planned is not None:
+        record_sram(result, planned, cfg.width)
+    return result
 
 
 _RAY_TMP: list[str] = []

@@ -99,10 +99,10 @@ class DemoCNN(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def demo_cnn(num_classes: int = 10, in_ch: int = 1, seed: int = 0) -> nn.Module:
+def demo_cnn(num_classes: int = 10, in_ch: int = 1, seed: int = 0, width: int = 16) -> nn.Module:
     """Factory for :class:`DemoCNN` (spec ``tinymcu.prune.zoo:demo_cnn``)."""
     torch.manual_seed(seed)
-    return DemoCNN(num_classes, in_ch)
+    return DemoCNN(num_classes, in_ch, width)
 
 
 def mobilenetv2(width: float = 0.35, num_classes: int = 1000, in_ch: int = 3,

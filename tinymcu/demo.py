@@ -109,8 +109,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         console.rule("2/4 export: torch → ONNX → int8 TFLite → C arrays")
         quiet_third_party_logs()  # Flower and Ray reset the warning filters on start-up
         model = pruned["model"]
-        exported = export_model(model["factory"], "digits", tmp / "export", name="demo_cnn",
-                                state_dict=tmp / "prune" / model["state_dict"], console=console)
+        exported = export_model(str(tmp / "prune" / model["torchscript"]), "digits",
+                                tmp / "export", name="demo_cnn", console=console)
         console.rule("3/4 check: will it fit?")
         checks = {}
         for kind in ("layer", "patch"):

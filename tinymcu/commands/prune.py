@@ -13,6 +13,8 @@ Example:
   tinymcu prune --model demo_cnn --data digits --clients 10 --alpha 0.5 \\
       --rounds 30 --density 0.1 --method fedtiny --out runs/fedtiny
   tinymcu prune --model demo_cnn --data digits --board arduino-nano-33-ble --out runs/nano
+  tinymcu prune --model resnet8 --data cifar.npz --sram 12KiB --flash 1MiB --structured \\
+      --out runs/narrow       # channels narrowed until the planned SRAM fits
   tinymcu prune ... --out runs/fedtiny --resume      # continue a killed run
 """
 
@@ -27,9 +29,13 @@ Example:
               help="Dirichlet α of the non-IID split; 0 for IID.")
 @click.option("--rounds", default=30, show_default=True, type=int)
 @click.option("--density", type=float, help="Fraction of weights kept, e.g. 0.05.")
-@click.option("--board", help="Board preset whose flash sets the density (tinymcu boards).")
-@click.option("--sram", help="SRAM budget instead of --board, e.g. 256KiB.")
-@click.option("--flash", help="Flash budget instead of --board, e.g. 1MiB.")
+@click.option("--board", help="Board preset (tinymcu boards): its flash sets the density, its "
+              "SRAM gates the planned activation arena before training.")
+@click.option("--sram", help="SRAM budget instead of --board's, e.g. 256KiB (gates the arena).")
+@click.option("--flash", help="Flash budget instead of --board's, e.g. 1MiB (sets the density).")
+@click.option("--structured", is_flag=True,
+              help="When activations exceed SRAM, narrow every layer's channels (widest width "
+                   "multiplier whose planned arena fits) instead of failing.")
 @click.option("--method", type=click.Choice(["fedtiny", "globalmp", "dense"]), default="fedtiny",
               show_default=True)
 @click.option("--out", required=True, help="Output directory (model, masks, report.json).")
@@ -39,27 +45,40 @@ Example:
 @click.option("--resume", is_flag=True, help="Continue from OUT.partial/checkpoint.pt.")
 def command(model: str, data: str, clients: int, alpha: float, rounds: int,
             density: float | None, board: str | None, sram: str | None, flash: str | None,
-            method: str, out: str, seed: int, epochs: int, device: str, resume: bool) -> None:
-    """Find a sparse model for a microcontroller without centralising data (FedTiny)."""
+            structured: bool, method: str, out: str, seed: int, epochs: int, device: str,
+            resume: bool) -> None:
+    """Find a sparse model for a microcontroller without centralising data (FedTiny).
+
+    With --board or --sram, the model's int8 activation arena is planned before training by
+    the same planner `tinymcu check` uses (op by op, else the cheapest patch schedule that
+    fits); over budget exits 1 unless --structured narrows the channels until it fits.
+    """
     from rich.console import Console
 
     from tinymcu.prune.config import PruneConfig
 
     console = Console()
-    budget_line = None
+    lines = []
+    if density is not None and (board or flash):
+        raise TinymcuError("give either --density or a flash budget (--board/--flash), not both")
+    if method != "dense" and density is None and not (board or flash):
+        raise TinymcuError("give --density, --board, or --flash (with --sram)")
+    if structured and not (board or sram):
+        raise TinymcuError("--structured needs an SRAM budget: --board or --sram")
+    width, sram_bytes = 1.0, 0
+    if board or sram:
+        width, sram_bytes, line = _sram_budget(model, data, board, sram, seed, structured)
+        lines.append(line)
     if method == "dense":
         density = 1.0
     elif density is None:
-        if not (board or (sram and flash)):
-            raise TinymcuError("give --density, --board, or both --sram and --flash")
-        density, budget_line = _density_from_board(model, data, board, sram, flash, seed)
-    elif board or sram or flash:
-        raise TinymcuError("give either --density or a board budget, not both")
+        density, line = _density_from_board(model, data, board, sram, flash, seed, width)
+        lines.append(line)
     cfg = PruneConfig(model=model, data=data, clients=clients, alpha=alpha, rounds=rounds,
                       density=density, method=method, out=out, seed=seed, epochs=epochs,
-                      device=device, resume=resume)
-    if budget_line:
-        console.print(budget_line)
+                      device=device, resume=resume, width=width, sram=sram_bytes)
+    for line in lines:
+        console.print(line)
     # Flower logs every aggregation at INFO; the progress lines below say the same, better.
     logging.getLogger("flwr").addFilter(lambda rec: rec.levelno >= logging.WARNING)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -81,28 +100,64 @@ def command(model: str, data: str, clients: int, alpha: float, rounds: int,
     console.print(f"[green]done[/]: accuracy {rep['final_accuracy']:.4f}, density "
                   f"{rep['density']:.2%}, client→server {rep['client_to_server_bytes']:,} B, "
                   f"top-k client memory {rep['topk_client_memory_bytes']:,} B")
+    if "sram" in rep:
+        from tinymcu.prune.budget import SramPlan
+
+        console.print(f"planned {SramPlan.from_dict(rep['sram']).describe()} at width x{width}")
     console.print(f"model: {result.model_json} (export with tinymcu export)")
     console.print(f"report: {result.out / 'report.json'}")
 
 
-def _density_from_board(model: str, data: str, board: str | None, sram: str | None,
-                        flash: str | None, seed: int) -> tuple[float, str]:
+def _board(board: str | None, sram: str | None, flash: str | None) -> tuple[int, int, str]:
+    """(SRAM, flash, label); --sram/--flash override the board's (0 when neither gives one)."""
     from tinymcu.boards import get_board, parse_size
-    from tinymcu.prune import budget
-    from tinymcu.prune import data as D
-    from tinymcu.prune.modelspec import build_model
 
+    sram_b = flash_b = 0
+    name = ""
     if board:
         b = get_board(board)
         sram_b, flash_b, name = b.sram_bytes, b.flash_bytes, b.name
-    else:
-        sram_b, flash_b, name = parse_size(sram), parse_size(flash), f"{sram}/{flash}"
+    if sram:
+        sram_b, name = parse_size(sram), f"{name} SRAM {sram}".strip()
+    if flash:
+        flash_b, name = parse_size(flash), f"{name} flash {flash}".strip()
+    return sram_b, flash_b, name
+
+
+def _sram_budget(model: str, data: str, board: str | None, sram: str | None, seed: int,
+                 structured: bool) -> tuple[float, int, str]:
+    """(width, SRAM bytes, line): the planned arena must fit; OverBudget (exit 1) otherwise,
+    unless ``structured`` finds a channel width multiplier that fits."""
+    from tinymcu.prune import budget
+    from tinymcu.prune import data as D
+
+    sram_b, _, name = _board(board, sram, None)
     ds = D.load(data)
-    net = build_model(model, ds.num_classes, ds.input_shape[0], seed)
-    bb = budget.budget_for(net, ds.input_shape, sram_b, flash_b)
-    line = (f"{name}: weights {bb.dense_flash:,} B dense int8, {bb.flash_avail:,} B of flash "
-            f"for weights → density {bb.density:.3f}; activations need ≥ "
-            f"{bb.activation_lower_bound:,} B of {sram_b:,} B SRAM layer by layer")
-    if not bb.sram_may_fit:
-        line += " [yellow](over: use a narrower model or a patch schedule)[/]"
-    return bb.density, line
+
+    def build(f: float):
+        return budget.build_at_width(model, f, ds.num_classes, ds.input_shape[0], seed)
+
+    if structured:
+        choice = budget.structured_width(build, ds.input_shape, sram_b)
+        width, planned = choice.width, choice.sram
+    else:
+        width, planned = 1.0, budget.check_sram(build(1.0), ds.input_shape, sram_b)
+    line = f"{name}: planned {planned.describe()}"
+    if structured:
+        line += f" → width x{width}" + (" (full width fits)" if width == 1.0 else "")
+    return width, sram_b, line
+
+
+def _density_from_board(model: str, data: str, board: str | None, sram: str | None,
+                        flash: str | None, seed: int, width: float = 1.0) -> tuple[float, str]:
+    """Density whose sparse weights (bitmask + non-zero int8 + int32 biases) fit the flash."""
+    from tinymcu.prune import budget
+    from tinymcu.prune import data as D
+
+    _, flash_b, name = _board(board, sram, flash)
+    ds = D.load(data)
+    net = budget.build_at_width(model, width, ds.num_classes, ds.input_shape[0], seed)
+    avail = flash_b - budget.DEFAULT_RESERVE
+    density = budget.density_for_flash(net, flash_b)
+    return density, (f"{name}: weights {budget.dense_flash_bytes(net):,} B dense int8, "
+                     f"{avail:,} B of flash for weights → density {density:.3f}")
