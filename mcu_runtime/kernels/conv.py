@@ -65,25 +65,41 @@ def inplace(op: Op, graph: Graph) -> bool:
     return False
 
 
+def centred_input(op: Op, graph: Graph, x: np.ndarray, kernel_hw: tuple[int, int],
+                  pad: padding.Pad | None, dtype: type
+                  ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """The padded input minus its zero point, plus stride, dilation and output size.
+
+    Padding with the input zero point makes padded taps contribute 0, as skipping them does
+    in TFLite's reference kernels; conv and depthwise share this set-up.
+    """
+    stride = tuple(op.attrs.get("stride", (1, 1)))
+    dilation = tuple(op.attrs.get("dilation", (1, 1)))
+    p = spatial_pad(op, x, kernel_hw, pad)
+    in_zp = int(graph.tensors[op.inputs[0]].quant.zero_point.ravel()[0])
+    out_hw = padding.output_hw(x.shape[1:3], kernel_hw, stride, dilation, p)
+    xp = padding.pad_nhwc(x, p, in_zp).astype(dtype) - in_zp
+    return xp, stride, dilation, out_hw
+
+
+def add_bias_and_requantize(acc: np.ndarray, bias: np.ndarray | None, op: Op,
+                            graph: Graph) -> np.ndarray:
+    """int32 bias, per-channel fixed-point rescale, output zero point, activation clamp."""
+    if bias is not None:
+        acc = acc + np.asarray(bias, dtype=np.int64)
+    mult, shift = channel_multipliers(op, graph, acc.shape[-1])
+    return requantize_output(acc, op, graph, mult, shift)
+
+
 def run(op: Op, graph: Graph, inputs: list[np.ndarray | None],
         pad: padding.Pad | None = None) -> list[np.ndarray]:
     x, w = inputs[0], np.asarray(inputs[1])
-    bias = inputs[2] if len(inputs) > 2 else None
     oc, kh, kw, ic = w.shape
-    stride = tuple(op.attrs.get("stride", (1, 1)))
-    dilation = tuple(op.attrs.get("dilation", (1, 1)))
-    p = spatial_pad(op, x, (kh, kw), pad)
-    in_zp = int(graph.tensors[op.inputs[0]].quant.zero_point.ravel()[0])
-    out_hw = padding.output_hw(x.shape[1:3], (kh, kw), stride, dilation, p)
-    # Padding with the input zero point makes padded taps contribute 0, as skipping them does.
-    xp = padding.pad_nhwc(x, p, in_zp).astype(np.float64) - in_zp
+    xp, stride, dilation, out_hw = centred_input(op, graph, x, (kh, kw), pad, np.float64)
     wf = w.astype(np.float64)
     acc = np.zeros((x.shape[0], *out_hw, oc), dtype=np.float64)
     # float64 sums of int8 products are exact far beyond any int32 accumulator value
     for ky, kx, view in padding.windows(xp, (kh, kw), stride, dilation, out_hw):
         acc += view @ wf[:, ky, kx, :].T
-    acc = acc.astype(np.int64)
-    if bias is not None:
-        acc += np.asarray(bias, dtype=np.int64)
-    mult, shift = channel_multipliers(op, graph, oc)
-    return [requantize_output(acc, op, graph, mult, shift)]
+    return [add_bias_and_requantize(acc.astype(np.int64), inputs[2] if len(inputs) > 2 else None,
+                                    op, graph)]

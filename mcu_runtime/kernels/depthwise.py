@@ -18,7 +18,7 @@ import numpy as np
 from ..ir import Graph, Op
 from ..schedule import Region
 from . import padding
-from .conv import channel_multipliers, requantize_output, spatial_pad
+from .conv import add_bias_and_requantize, centred_input
 
 kinds = ("DEPTHWISE_CONV_2D",)
 
@@ -51,23 +51,13 @@ def scratch_bytes(op: Op, graph: Graph, region: Region | None = None) -> int:
 def run(op: Op, graph: Graph, inputs: list[np.ndarray | None],
         pad: padding.Pad | None = None) -> list[np.ndarray]:
     x, w = inputs[0], np.asarray(inputs[1])
-    bias = inputs[2] if len(inputs) > 2 else None
     _, kh, kw, oc = w.shape
-    ic = x.shape[-1]
-    mult_d = oc // ic
-    stride = tuple(op.attrs.get("stride", (1, 1)))
-    dilation = tuple(op.attrs.get("dilation", (1, 1)))
-    p = spatial_pad(op, x, (kh, kw), pad)
-    in_zp = int(graph.tensors[op.inputs[0]].quant.zero_point.ravel()[0])
-    out_hw = padding.output_hw(x.shape[1:3], (kh, kw), stride, dilation, p)
-    xp = padding.pad_nhwc(x, p, in_zp).astype(np.int64) - in_zp
+    mult_d = oc // x.shape[-1]
+    xp, stride, dilation, out_hw = centred_input(op, graph, x, (kh, kw), pad, np.int64)
     if mult_d > 1:
         xp = np.repeat(xp, mult_d, axis=-1)  # channel c·M + m reads input channel c
     wi = w.astype(np.int64)
     acc = np.zeros((x.shape[0], *out_hw, oc), dtype=np.int64)
     for ky, kx, view in padding.windows(xp, (kh, kw), stride, dilation, out_hw):
         acc += view * wi[0, ky, kx, :]
-    if bias is not None:
-        acc += np.asarray(bias, dtype=np.int64)
-    mult, shift = channel_multipliers(op, graph, oc)
-    return [requantize_output(acc, op, graph, mult, shift)]
+    return [add_bias_and_requantize(acc, inputs[2] if len(inputs) > 2 else None, op, graph)]
