@@ -23,7 +23,7 @@ from . import kernels
 from .ir import Graph
 from .passes import fold_pads
 from .planner import Plan, plan
-from .schedule import Schedule, Step, layer_schedule
+from .schedule import Schedule, layer_schedule
 from .tflite_reader import load_tflite
 
 SCHEMA_VERSION = 1
@@ -119,16 +119,6 @@ def sparse_weight_bytes(graph: Graph) -> int:
     return total
 
 
-def step_macs(graph: Graph, step: Step) -> int:
-    """MACs of one step: the op's full MACs scaled by the share of the output it computes."""
-    op = graph.ops[step.op]
-    macs = kernels.get(op.kind).macs(op, graph)
-    out = graph.tensors[op.outputs[0]]
-    if step.out_region is not None and len(out.shape) == 4:
-        macs = macs * step.out_region.h * step.out_region.w // (out.shape[1] * out.shape[2])
-    return macs
-
-
 def usage(graph: Graph, p: Plan) -> ScheduleUsage:
     """Summarise a plan per step and per op (MACs scale with the tile area of patch steps)."""
     sched = p.schedule
@@ -141,7 +131,7 @@ def usage(graph: Graph, p: Plan) -> ScheduleUsage:
     for i, step in enumerate(sched.steps):
         op = graph.ops[step.op]
         out = graph.tensors[op.outputs[0]]
-        macs = step_macs(graph, step)
+        macs = kernels.step_macs(graph, step)
         total_macs += macs
         row = ops.setdefault(step.op, OpUsage(op.index, op.kind, list(out.shape), 0, 0, 0))
         row.macs += macs

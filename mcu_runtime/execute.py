@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinymcuError
-from .check import candidate_schedules, load_graph, pick, step_macs
+from .check import candidate_schedules, load_graph, pick
 from .emulator import emulate
+from .patch import schedule_macs
 from .planner import plan
 
 
@@ -53,8 +54,7 @@ def execute(path: str | Path, inputs: list[np.ndarray], schedule: str = "layer",
                               for i in graph.inputs], inputs)
     candidates, _ = candidate_schedules(graph, schedule, sram_bytes)
     plans = {n: plan(graph, s) for n, s in candidates.items()}
-    costs = {n: (p.arena_bytes, sum(step_macs(graph, s) for s in p.schedule.steps))
-             for n, p in plans.items()}
+    costs = {n: (p.arena_bytes, schedule_macs(graph, p.schedule)) for n, p in plans.items()}
     chosen = plans[pick(schedule, costs, sram_bytes)]
     result = emulate(graph, chosen, inputs)
     run = Execution(result.outputs, chosen.schedule.kind, chosen.arena_bytes, result.high_water,

@@ -307,20 +307,9 @@ def patch_schedule(graph: Graph, split: int, grid_size: int) -> Schedule:
 
 def schedule_macs(graph: Graph, schedule: Schedule) -> int:
     """Multiply-accumulates of a schedule: a tile step costs its share of the full op."""
-    from .kernels import get
+    from .kernels import step_macs
 
-    full: dict[int, int] = {}
-    total = 0
-    for step in schedule.steps:
-        op = graph.ops[step.op]
-        if op.index not in full:
-            full[op.index] = get(op.kind).macs(op, graph)
-        macs = full[op.index]
-        if step.out_region is not None:
-            shape = graph.tensors[op.outputs[0]].shape
-            macs = macs * step.out_region.h * step.out_region.w // (shape[1] * shape[2])
-        total += macs
-    return total
+    return sum(step_macs(graph, step) for step in schedule.steps)
 
 
 def liveness_peak(graph: Graph, schedule: Schedule) -> int:

@@ -116,14 +116,11 @@ def plan_sram(model: nn.Module, input_shape: tuple[int, ...], sram_bytes: int) -
     layer = plan(graph, layer_schedule(graph)).arena_bytes
     if layer <= sram_bytes:
         return SramPlan(layer, None, sram_bytes)
-    try:
-        try:
-            found = patch.search(graph, objective="macs", budget=sram_bytes)
-        except OverBudget:
-            found = patch.search(graph, objective="peak")
-    except TinymcuError:  # no patch schedule applies (e.g. the first op reads its whole input)
+    chosen = patch.auto_schedule(graph, sram_bytes)
+    if chosen.kind == "layer":  # no patch schedule applies, or none beats op by op
         return SramPlan(layer, None, sram_bytes)
-    return SramPlan(layer, found.peak, sram_bytes, found.split, found.grid)
+    info = chosen.info
+    return SramPlan(layer, info["peak"], sram_bytes, info["split"], info["grid"])
 
 
 def sram_peak(model: nn.Module, input_shape: tuple[int, ...],

@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE))
 from tinymcu.errors import TinymcuError  # noqa: E402
 from tinymcu.mcu_runtime import patch  # noqa: E402
 from tinymcu.mcu_runtime.ir import Graph  # noqa: E402
+from tinymcu.mcu_runtime.kernels import step_macs  # noqa: E402
 from tinymcu.mcu_runtime.passes import fold_pads  # noqa: E402
 from tinymcu.mcu_runtime.planner import plan  # noqa: E402
 from tinymcu.mcu_runtime.schedule import Schedule, layer_schedule  # noqa: E402
@@ -173,8 +174,7 @@ def memory_plot(graph: Graph, curves: list[tuple[str, Schedule, bool]], title: s
     fig, ax = plt.subplots(figsize=(8, 4))
     for label, sched, count_input in curves:
         p = plan(graph, sched if count_input else patch.without_inputs(graph, sched))
-        macs = [patch.schedule_macs(graph, Schedule(sched.kind, [s], sched.buffers))
-                for s in sched.steps]
+        macs = [step_macs(graph, s) for s in sched.steps]
         total = sum(macs)
         x, done = [], 0
         for m in macs:

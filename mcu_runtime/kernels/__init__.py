@@ -44,6 +44,17 @@ def step_scratch(graph: Graph, step: Step) -> int:
     return get(op.kind).scratch_bytes(op, graph, step.in_region)
 
 
+def step_macs(graph: Graph, step: Step) -> int:
+    """MACs of one schedule step: the op's full MACs scaled by the share of the output a
+    patch step computes."""
+    op = graph.ops[step.op]
+    macs = get(op.kind).macs(op, graph)
+    out = graph.tensors[op.outputs[0]].shape
+    if step.out_region is not None and len(out) == 4:
+        macs = macs * step.out_region.h * step.out_region.w // (out[1] * out[2])
+    return macs
+
+
 def supported() -> list[str]:
     """The op kinds the emulator (and our runtime) can run."""
     return sorted(REGISTRY)
