@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import OverBudget, TinymcuError
 from . import kernels
 from .ir import Graph
-from .passes import fold_pads
+from .passes import FUSED_KIND, fold_pads, fuse_expand_depthwise
 from .planner import Plan, plan
 from .schedule import Schedule, layer_schedule
 from .tflite_reader import load_tflite
@@ -97,6 +97,8 @@ class CheckReport:
     verdict: str
     regression: dict[str, float] | None = None
     note: str | None = None
+    #: EXPAND_DEPTHWISE ops (fused 1×1 expand + depthwise pairs) in the planned graph
+    fused_ops: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON document (``schema_version`` bumps on breaking changes)."""
@@ -184,14 +186,17 @@ def pick(kind: str, costs: dict[str, tuple[int, int]], sram_bytes: int) -> str:
 
 
 def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
-                schedule: str = "layer", strategy: str = "best") -> CheckReport:
-    """Plan ``path`` under ``budget`` and decide whether it fits. Pure: writes nothing."""
+                schedule: str = "layer", strategy: str = "best",
+                fuse: bool = False) -> CheckReport:
+    """Plan ``path`` under ``budget`` and decide whether it fits. Pure: writes nothing.
+
+    ``fuse``: plan with the expand + depthwise pairs fused (see :func:`load_graph`)."""
     if target not in TARGETS:
         raise TinymcuError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if target == "tflm" and schedule != "layer":
         raise TinymcuError("TFLM runs op by op: --target tflm takes only --schedule layer")
     path = Path(path)
-    data, graph = load_graph(path, target)
+    data, graph = load_graph(path, target, fuse)
     model = Model(path.stem, str(path), hashlib.sha256(data).hexdigest(), len(data),
                   len(graph.ops), graph.weight_bytes(), sparse_weight_bytes(graph))
 
@@ -212,7 +217,8 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
         over.append(f"flash {flash:,} B > {budget.flash_bytes:,} B")
     verdict = "fits" if not over else "over budget: " + "; ".join(over)
     return CheckReport(model, target, budget, flash, flash_what, chosen, schedules,
-                       not over, verdict, note=note)
+                       not over, verdict, note=note,
+                       fused_ops=sum(op.kind == FUSED_KIND for op in graph.ops))
 
 
 def apply_baseline(report: CheckReport, baseline: dict[str, Any],
@@ -239,21 +245,30 @@ def apply_baseline(report: CheckReport, baseline: dict[str, Any],
     return report
 
 
-def load_graph(path: Path, target: str = "tinymcu") -> tuple[bytes, Graph]:
+def load_graph(path: Path, target: str = "tinymcu", fuse: bool = False
+               ) -> tuple[bytes, Graph]:
     """Read and parse a .tflite; every error names the file (one line, exit 2).
 
     For our own runtime (``target="tinymcu"``) PAD ops are folded into the convs that read
     them (``passes.fold_pads``): its kernels pad inside the window loop, so the padded copy
     never exists. TFLM executes the PAD op, so ``"tflm"`` keeps the graph as written.
+    ``fuse`` (tinymcu only) also runs each stride-2 inverted bottleneck's 1×1 expand and
+    depthwise channel by channel (``passes.fuse_expand_depthwise``). It is opt-in so that
+    the default per-layer figure stays the op-by-op one TFLM and MCUNetV2 compare against.
     """
     if target not in TARGETS:
         raise TinymcuError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if fuse and target != "tinymcu":
+        raise TinymcuError("TFLM runs the ops as written: --fuse needs --target tinymcu")
     data = read_model(path)
     try:
         graph = load_tflite(data)
     except TinymcuError as e:
         raise TinymcuError(f"{path}: {e}") from None
-    return data, fold_pads(graph) if target == "tinymcu" else graph
+    if target != "tinymcu":
+        return data, graph
+    graph = fold_pads(graph)
+    return data, fuse_expand_depthwise(graph) if fuse else graph
 
 
 def read_model(path: Path) -> bytes:

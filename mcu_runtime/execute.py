@@ -46,10 +46,13 @@ def validate_inputs(graph_inputs: list[tuple[tuple[int, ...], str]],
 
 
 def execute(path: str | Path, inputs: list[np.ndarray], schedule: str = "layer",
-            sram_bytes: int = 256 * 1024, verify: bool = False) -> Execution:
-    """Emulate ``path`` on ``inputs``; with ``verify`` also run TFLM and compare bit for bit."""
+            sram_bytes: int = 256 * 1024, verify: bool = False,
+            fuse: bool = False) -> Execution:
+    """Emulate ``path`` on ``inputs``; with ``verify`` also run TFLM and compare bit for bit.
+
+    ``fuse`` runs the stride-2 expand + depthwise pairs fused (``check.load_graph``)."""
     path = Path(path)
-    _, graph = load_graph(path, target="tinymcu")
+    _, graph = load_graph(path, target="tinymcu", fuse=fuse)
     inputs = validate_inputs([(graph.tensors[i].shape, graph.tensors[i].dtype)
                               for i in graph.inputs], inputs)
     candidates, _ = candidate_schedules(graph, schedule, sram_bytes)

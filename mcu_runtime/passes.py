@@ -6,6 +6,12 @@ and its padded copy at once — the SRAM peak of every PyTorch-exported MobileNe
 kernels (and TinyEngine's, and the C runtime's) pad inside the window loop, so
 :func:`fold_pads` lets the conv read the PAD's input directly with explicit pads and drops
 the copy. TFLM runs the PAD op as written, so the ``tflm`` target keeps the unfolded graph.
+
+An inverted bottleneck expands channels with a 1×1 conv and then runs a depthwise conv on
+the expanded tensor; with a stride-2 depthwise that tensor is the block's peak and is 4× its
+output. :func:`fuse_expand_depthwise` turns such a pair into one ``EXPAND_DEPTHWISE`` op that
+runs channel by channel (``kernels/expand_depthwise.py``), so the expanded tensor never
+exists — only where that lowers the pair's peak.
 """
 
 from __future__ import annotations
@@ -98,5 +104,63 @@ def fold_pads(graph: Graph) -> Graph:
             src, pads = folded[op.index]
             op = replace(op, inputs=(src, *op.inputs[1:]),
                          attrs={**op.attrs, "padding": "EXPLICIT", "pads": pads})
+        ops.append(replace(op, index=len(ops), attrs=dict(op.attrs)))
+    return Graph(list(graph.tensors), ops, list(graph.inputs), list(graph.outputs), graph.name)
+
+
+FUSED_KIND = "EXPAND_DEPTHWISE"
+
+
+def fusable(expand: Op, dw: Op, graph: Graph) -> bool:
+    """Whether ``expand`` → ``dw`` may run as one channel-by-channel op, and it pays.
+
+    The expand must be a 1×1, stride-1, unpadded CONV_2D whose output only ``dw`` reads
+    (and is no graph output); ``dw`` a depthwise with multiplier 1 reading it as its
+    activation. Unfused, the pair's peak is the expand step (its input plus the expanded
+    tensor; the in-place depthwise then needs less); fused, it is the input, the depthwise's
+    output and one expanded channel. Fusing only when that sum is smaller never raises any
+    step's live bytes — in practice it takes the stride-2 blocks.
+    """
+    if expand.kind != "CONV_2D" or dw.kind != "DEPTHWISE_CONV_2D":
+        return False
+    mid = expand.outputs[0]
+    if mid in graph.outputs or dw.inputs[0] != mid or mid in dw.inputs[1:]:
+        return False
+    flt = graph.tensors[expand.inputs[1]].shape
+    if flt[1:3] != (1, 1) or tuple(expand.attrs.get("stride", (1, 1))) != (1, 1):
+        return False
+    if expand.attrs.get("padding") == "EXPLICIT" and any(expand.attrs["pads"]):
+        return False
+    mid_t, out_t = graph.tensors[mid], graph.tensors[dw.outputs[0]]
+    if len(mid_t.shape) != 4 or mid_t.dtype != "int8" or out_t.shape[-1] != mid_t.shape[-1]:
+        return False
+    return out_t.nbytes + mid_t.shape[1] * mid_t.shape[2] < mid_t.nbytes
+
+
+def fuse_expand_depthwise(graph: Graph) -> Graph:
+    """A new graph in which every :func:`fusable` 1×1 conv → depthwise pair is one op.
+
+    The ``EXPAND_DEPTHWISE`` op takes the depthwise's place and inputs (x, expand filter,
+    expand bias, depthwise filter, depthwise bias) with -1 for an absent bias; the expanded
+    tensor stays in the tensor list unused (indices are stable) and drops out of
+    ``Graph.activations()``. The input graph is not changed.
+    """
+    fused: dict[int, Op] = {}  # depthwise index → its expand
+    for op in graph.ops:
+        if op.kind != "CONV_2D":
+            continue
+        readers = graph.consumers(op.outputs[0])
+        if len(readers) == 1 and fusable(op, readers[0], graph):
+            fused[readers[0].index] = op
+    dropped = {op.index for op in fused.values()}
+    ops = []
+    for op in graph.ops:
+        if op.index in dropped:
+            continue
+        if op.index in fused:
+            expand = fused[op.index]
+            inputs = (*expand.inputs, -1)[:3] + (*op.inputs[1:], -1)[:2]
+            op = Op(op.index, FUSED_KIND, inputs, op.outputs,
+                    {**op.attrs, "expand": expand, "depthwise": op})
         ops.append(replace(op, index=len(ops), attrs=dict(op.attrs)))
     return Graph(list(graph.tensors), ops, list(graph.inputs), list(graph.outputs), graph.name)

@@ -133,7 +133,8 @@ class _Facts:
         self.windows = [window(op, graph) if _stage_op_problem(op, graph) is None else None
                         for op in graph.ops]
         self.kernels = [kernels.get(op.kind) for op in graph.ops]
-        self.macs = [k.macs(op, graph) for k, op in zip(self.kernels, graph.ops)]
+        self.macs_split = [kernels.macs_split(op, graph) for op in graph.ops]
+        self.macs = [a + b for a, b in self.macs_split]
         self.inplace = [op.kind in ALIAS_KINDS or k.inplace(op, graph)
                         for k, op in zip(self.kernels, graph.ops)]
         self.scratch = [k.scratch_bytes(op, graph) for k, op in zip(self.kernels, graph.ops)]
@@ -209,11 +210,19 @@ class _Walk:
         f, graph = self.facts, self.facts.graph
         total = sum(f.macs[op.index] for op in graph.ops[self.split + 1:])
         for op in self.stage:
-            shape = graph.tensors[op.outputs[0]].shape
-            hy = np.array([b - a for (a, b), _, _ in self.span[0][op.index]], dtype=np.int64)
-            wx = np.array([b - a for (a, b), _, _ in self.span[1][op.index]], dtype=np.int64)
-            total += int((f.macs[op.index] * np.outer(hy, wx) // (shape[1] * shape[2])).sum())
+            per_output, per_input = f.macs_split[op.index]
+            total += self._share(op, per_output, 0, op.outputs[0])
+            if per_input:
+                total += self._share(op, per_input, 1, op.inputs[0])
         return total
+
+    def _share(self, op: Op, macs: int, which: int, tensor: int) -> int:
+        """``macs`` spread over the tiles by the area of each step's output (``which`` 0) or
+        input region (1), the way ``kernels.step_macs`` charges a single step."""
+        shape = self.facts.graph.tensors[tensor].shape
+        hy = np.array([r[which][1] - r[which][0] for r in self.span[0][op.index]], np.int64)
+        wx = np.array([r[which][1] - r[which][0] for r in self.span[1][op.index]], np.int64)
+        return int((macs * np.outer(hy, wx) // (shape[1] * shape[2])).sum())
 
     def floor(self, count_input: bool) -> int:
         """A cheap lower bound of the planner's liveness bound for this candidate.
@@ -239,9 +248,9 @@ class _Walk:
             ins, outs = f.act_inputs[op.index], op.outputs
             step = sum(size(t) for t in set(ins))
             if f.scratch[op.index] and ins:
-                # the only stage op with scratch is in-place depthwise: one channel of the
-                # input region it reads (kernels.depthwise.scratch_bytes). That region is at
-                # least the output tile, so one output-tile channel keeps this a lower bound.
+                # the stage ops with scratch (in-place depthwise, EXPAND_DEPTHWISE) need one
+                # channel of the input region they read. That region is at least the output
+                # tile, so one output-tile channel keeps this a lower bound.
                 step = step + self._lengths(outs[0]) // graph.tensors[outs[0]].shape[-1]
             if f.inplace[op.index] and ins:
                 step = step - size(ins[0]) + np.maximum(size(ins[0]), size(outs[0]))

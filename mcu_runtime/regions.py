@@ -27,8 +27,10 @@ POINTWISE_KINDS = frozenset({
     "ADD", "SUB", "MUL", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH",
     "HARD_SWISH", "QUANTIZE", "DEQUANTIZE", "CONCATENATION",
 })
-#: ops with a sliding window over H and W
-WINDOW_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+#: ops with a sliding window over H and W (EXPAND_DEPTHWISE: a 1×1 conv fused into the
+#: depthwise that reads it, ``passes.fuse_expand_depthwise``; its window is the depthwise's)
+WINDOW_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+                          "EXPAND_DEPTHWISE"})
 #: explicit padding ops: a window of 1 shifted by the leading H/W pad (see :func:`window`)
 PAD_KINDS = frozenset({"PAD", "PADV2"})
 
@@ -75,6 +77,8 @@ def window(op: Op, graph: Graph) -> Window | None:
     """
     if op.kind in POINTWISE_KINDS:
         return None
+    if op.kind == "EXPAND_DEPTHWISE":  # a 1×1 stride-1 conv keeps H and W: the depthwise's
+        return window(op.attrs["depthwise"], graph)
     src = graph.tensors[op.inputs[0]].shape
     dst = graph.tensors[op.outputs[0]].shape
     in_size = (src[1], src[2])

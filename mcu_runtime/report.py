@@ -44,6 +44,9 @@ def print_terminal(report: CheckReport, console: Console | None = None) -> None:
     for name, other in report.schedules.items():
         console.print(f"  {name:6s} arena {other.arena_bytes:>10,} B   MACs {other.macs:>12,}   "
                       f"{other.summary}")
+    if report.fused_ops:
+        console.print(f"  {report.fused_ops} expand + depthwise pair(s) run fused, channel by "
+                      f"channel (--fuse)")
     if report.note:
         console.print(f"  note: {report.note}")
     b = report.budget

@@ -23,6 +23,9 @@ class Kernel(Protocol):
         """Multiply-accumulates for one full execution of ``op``."""
         ...
 
+    # Optional: ``input_macs(op, graph) -> int``, the part of ``macs`` that scales with the
+    # input area rather than the output's (see ``kernels.macs_split``); 0 when absent.
+
     def scratch_bytes(self, op: Op, graph: Graph, region: Region | None = None) -> int:
         """Temporary SRAM our runtime needs while ``op`` runs (0 if none); ``region`` is
         the part of activation input 0 a patch step reads (None: the whole tensor)."""

@@ -29,6 +29,9 @@ def _percent(text: str) -> float:
               show_default=True, help="Arena of our runtime, or predicted TFLM arena (32-bit).")
 @click.option("--schedule", type=click.Choice(["layer", "patch", "auto"]), default="layer",
               show_default=True, help="Op by op, patch-based, or auto (patch only if needed).")
+@click.option("--fuse", is_flag=True,
+              help="Run each stride-2 1x1-expand + depthwise pair channel by channel, so the "
+                   "expanded tensor never exists (same outputs, less SRAM).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the JSON report.")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write a Markdown summary.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Plot memory per step (.svg/.png).")
@@ -36,8 +39,8 @@ def _percent(text: str) -> float:
 @click.option("--max-regression", default="5%", show_default=True,
               help="Allowed growth of arena/flash over --baseline.")
 def command(model: Path, board: str | None, sram: str | None, flash: str | None, target: str,
-            schedule: str, json_path: Path | None, markdown: Path | None, plot: Path | None,
-            baseline: Path | None, max_regression: str) -> None:
+            schedule: str, fuse: bool, json_path: Path | None, markdown: Path | None,
+            plot: Path | None, baseline: Path | None, max_regression: str) -> None:
     """Plan MODEL (.tflite, int8) and check it fits the SRAM/flash budget.
 
     Exit 0 when it fits, 1 when over budget or regressed past --max-regression, 2 on bad input.
@@ -52,7 +55,7 @@ def command(model: Path, board: str | None, sram: str | None, flash: str | None,
     budget = Budget(parse_size(sram) if sram else b.sram_bytes,
                     parse_size(flash) if flash else b.flash_bytes,
                     None if (sram and flash) else b.name)
-    report = check_model(model, budget, target=target, schedule=schedule)
+    report = check_model(model, budget, target=target, schedule=schedule, fuse=fuse)
     if baseline is not None:
         try:
             base = json.loads(baseline.read_text())

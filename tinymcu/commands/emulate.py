@@ -44,12 +44,15 @@ def _save_outputs(path: Path, outputs: list[np.ndarray]) -> None:
               help="Where to write the outputs (.npy, or .npz for several).")
 @click.option("--schedule", type=click.Choice(["layer", "patch", "auto"]), default="layer",
               show_default=True)
+@click.option("--fuse", is_flag=True,
+              help="Run each stride-2 1x1-expand + depthwise pair channel by channel, so the "
+                   "expanded tensor never exists (same outputs, less SRAM).")
 @click.option("--board", help=f"Budget for --schedule auto; default {DEFAULT_BOARD}.")
 @click.option("--sram", help="SRAM budget for --schedule auto, e.g. 256KiB.")
 @click.option("--verify", is_flag=True,
               help="Also run the TFLM interpreter (needs tflite-micro) and compare bit for bit.")
 def command(model: Path, input_path: Path, output_path: Path | None, schedule: str,
-            board: str | None, sram: str | None, verify: bool) -> None:
+            fuse: bool, board: str | None, sram: str | None, verify: bool) -> None:
     """Execute MODEL on --input inside a simulated arena of exactly the planned size.
 
     Example: tinymcu emulate kws_ref_model.tflite --input x.npy --output y.npy --verify
@@ -59,7 +62,7 @@ def command(model: Path, input_path: Path, output_path: Path | None, schedule: s
     b = get_board(board or DEFAULT_BOARD)
     budget = parse_size(sram) if sram else b.sram_bytes
     result = execute(model, _load_inputs(input_path), schedule=schedule, sram_bytes=budget,
-                       verify=verify)
+                       verify=verify, fuse=fuse)
     click.echo(f"{result.schedule_kind} schedule: arena {result.arena_bytes:,} B, "
                f"high-water {result.high_water:,} B, {result.steps} steps")
     for i, out in enumerate(result.outputs):
