@@ -108,7 +108,7 @@ def fold_pads(graph: Graph) -> Graph:
     return Graph(list(graph.tensors), ops, list(graph.inputs), list(graph.outputs), graph.name)
 
 
-FUSED_KIND = "EXPAND_DEPTHWISE"
+FUSED_KIND = "EXPAND_DEPTHWISE"  # kernels.INTERNAL_KINDS
 
 
 def fusable(expand: Op, dw: Op, graph: Graph) -> bool:

@@ -237,3 +237,22 @@ def test_cli_check_and_emulate_take_fuse(tmp_path: Path) -> None:
     assert "TFLM: bit-exact" in r.stdout
     r = tinymcu("check", str(model), "--fuse", "--target", "tflm")
     assert r.returncode == 2 and "--fuse" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_patch_benchmark_quick_mode_writes_the_fusion_table(tmp_path: Path) -> None:
+    """The benchmark script itself (shared models only): it emulates every schedule it
+    reports, so a wrong fused schedule would fail here before it reached the results."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "patch" / "run.py"
+    out = tmp_path / "results" / "patch.md"
+    r = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "## With expand + depthwise fusion" in text
+    row = next(line for line in text.splitlines()
+               if line.startswith("| MobileNetV1-0.25 @96 (VWW) | 4 |"))
+    assert "EXPAND_DEPTHWISE" in row
+    assert (out.parent / "patch_memory.svg").exists()

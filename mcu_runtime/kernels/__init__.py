@@ -29,6 +29,9 @@ _MODULES: tuple[ModuleType, ...] = (conv, depthwise, expand_depthwise, fully_con
 
 REGISTRY: dict[str, ModuleType] = {kind: m for m in _MODULES for kind in m.kinds}
 
+#: op kinds our graph passes create; no .tflite contains them (``passes.FUSED_KIND``)
+INTERNAL_KINDS = frozenset(expand_depthwise.kinds)
+
 
 def get(kind: str) -> Kernel:
     """The kernel module for TFLite builtin op ``kind``; TinymcuError if we have none."""
@@ -36,7 +39,7 @@ def get(kind: str) -> Kernel:
         return REGISTRY[kind]  # type: ignore[return-value]
     except KeyError:
         raise TinymcuError(
-            f"unsupported op {kind} (supported: {', '.join(sorted(REGISTRY))})") from None
+            f"unsupported op {kind} (supported: {', '.join(supported())})") from None
 
 
 def step_scratch(graph: Graph, step: Step) -> int:
@@ -73,5 +76,5 @@ def step_macs(graph: Graph, step: Step) -> int:
 
 
 def supported() -> list[str]:
-    """The op kinds the emulator (and our runtime) can run."""
-    return sorted(REGISTRY)
+    """The TFLite ops the emulator (and our runtime) can run."""
+    return sorted(set(REGISTRY) - INTERNAL_KINDS)
