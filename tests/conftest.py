@@ -27,3 +27,20 @@ def torch_mobilenetv2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = export_model("patch_graphs:torch_mobilenetv2", str(calib), root / "out",
                           input_shape=(1, 3, 48, 48), tflm_samples=2)
     return result.tflite_path
+
+
+@pytest.fixture(scope="session")
+def keras_mobilenetv2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Keras MobileNetV2-0.35 (10 classes) at 40×40, full-int8, seeded random weights:
+    ZeroPadding + VALID stride-2 depthwise convs and residual ADDs, as Keras converts them.
+    Built through the patch benchmark's cached builder (TensorFlow conversion is slow)."""
+    pytest.importorskip("tensorflow")
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks" / "patch"))
+    from patch_models import mobilenetv2_tflite
+
+    path = tmp_path_factory.mktemp("keras_mbv2") / "mbv2.tflite"
+    shutil.copy(mobilenetv2_tflite(0.35, 40, classes=10), path)
+    return path

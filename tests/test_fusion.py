@@ -7,7 +7,6 @@ graph op by op and tile by tile (and TFLM on real models), and no step's live by
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -164,15 +163,8 @@ def _tflm(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 @pytest.mark.slow
-def test_keras_mobilenetv2_fused_bit_exact_with_tflm(tmp_path: Path) -> None:
-    pytest.importorskip("tensorflow")
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks" / "patch"))
-    from patch_models import mobilenetv2_tflite
-
-    path = tmp_path / "mbv2.tflite"
-    shutil.copy(mobilenetv2_tflite(0.35, 40, classes=10), path)
+def test_keras_mobilenetv2_fused_bit_exact_with_tflm(keras_mobilenetv2: Path) -> None:
+    path = keras_mobilenetv2
     _, plain = load_graph(path)
     _, graph = load_graph(path, fuse=True)
     assert fused_count(graph) == 4

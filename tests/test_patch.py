@@ -7,7 +7,6 @@ execution and the TFLM interpreter bit for bit.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -444,18 +443,11 @@ def test_shared_models_patch_bit_exact_with_tflm(name: str) -> None:
 
 
 @pytest.mark.slow
-def test_keras_mobilenetv2_patch_bit_exact_with_tflm(tmp_path: Path) -> None:
+def test_keras_mobilenetv2_patch_bit_exact_with_tflm(keras_mobilenetv2: Path) -> None:
     """Keras MobileNetV2 (ZeroPadding + VALID stride-2 depthwise, residual ADDs) at 40×40."""
-    pytest.importorskip("tensorflow")
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks" / "patch"))
-    from patch_models import mobilenetv2_tflite
-
     from tinymcu.mcu_runtime.tflite_reader import load_tflite
 
-    path = tmp_path / "mbv2.tflite"
-    shutil.copy(mobilenetv2_tflite(0.35, 40, classes=10), path)
+    path = keras_mobilenetv2
     graph = load_tflite(path.read_bytes())
     res = patch.search(graph)
     assert res.peak < res.layer_peak
