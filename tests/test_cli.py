@@ -1,5 +1,6 @@
 """The CLI shell: help texts with examples, board presets, sizes, exit codes, atomic outputs."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,9 @@ def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
     with atomic_dir(out) as d:
         (d / "a.txt").write_text("new")
     assert (out / "a.txt").read_text() == "new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # an ordinary folder, not mkdtemp's 0700
     (tmp_path / "file").write_text("")
     with pytest.raises(TinymcuError, match="not a directory"), atomic_dir(tmp_path / "file"):
         pass

@@ -1,4 +1,5 @@
-"""The main job end to end: prune (Flower) → export → check → emulate == TFLM, from the CLI."""
+"""The main job end to end from the CLI: prune (Flower) → export → check → emulate == TFLM
+→ C runtime firmware run under QEMU == emulator."""
 
 import json
 import subprocess
@@ -26,5 +27,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     for f in ("export/model.tflite", "export/model_data.h", "export/model_data.c",
               "export/export_report.json", "check.json", "check.svg", "prune/model.json"):
         assert (out / f).is_file(), f
-    assert "emulator == TFLM" in r.stdout
+    fw = s["firmware"]
+    assert fw["bit_exact"] is True and fw["board"] == "qemu-mps2-an386"
+    assert fw["map_arena_bytes"] == fw["planner_arena_bytes"] == s["sram_patch_bytes"]
+    assert (out / "firmware" / "app.elf").is_file()
+    assert "emulator == TFLM" in r.stdout and "QEMU Cortex-M4 output == emulator" in r.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # nothing half-written beside it

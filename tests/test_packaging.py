@@ -17,7 +17,10 @@ def test_wheel_has_only_the_tinymcu_namespace(tmp_path: Path) -> None:
     assert top == {"tinymcu"}
     for required in ("tinymcu/cli.py", "tinymcu/export/__init__.py", "tinymcu/prune/zoo.py",
                      "tinymcu/mcu_runtime/ir.py", "tinymcu/mcu_runtime/kernels/base.py",
-                     "tinymcu/mcu_runtime/templates/memory_plot.svg.j2"):
+                     "tinymcu/mcu_runtime/templates/memory_plot.svg.j2",
+                     "tinymcu/mcu_runtime/codegen/emitters.py", "tinymcu/mcu_runtime/c/tm_conv.h",
+                     "tinymcu/mcu_runtime/templates/model.c.j2",
+                     "tinymcu/firmware_templates/templates/link.ld.j2"):
         assert required in names, required
     assert not any(n.startswith(("export/", "prune/", "mcu_runtime/")) for n in names)
 

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "export": "PyTorch/ONNX → int8 TFLite → C arrays for TFLM.",
     "check": "Will it fit? Memory plan and budget gate for CI.",
     "emulate": "Run an int8 .tflite in a simulated SRAM arena.",
+    "codegen": "Generate the C99 int8 runtime code for a model at its planned arena offsets.",
+    "firmware": "Build a model's firmware image for a board; --run checks it on QEMU bit for bit.",
     "boards": "List the board presets.",
 }
 

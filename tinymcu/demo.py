@@ -77,6 +77,25 @@ def _emulate_test_split(tflite: Path, x: np.ndarray, y: np.ndarray, schedules: l
     return result
 
 
+def _firmware(tflite: Path, x: np.ndarray, board: str, out: Path) -> dict[str, Any]:
+    """Generate the C runtime, build the board image and — on a board QEMU emulates — run it
+    on the first test image; any disagreement with the planner or emulator raises (exit 3)."""
+    from .export.parity import quantize_input
+    from .firmware_templates.pipeline import make_firmware
+    from .firmware_templates.targets import get_target
+    from .mcu_runtime.check import load_graph
+
+    _, graph = load_graph(tflite, target="tinymcu")
+    sample = quantize_input(x, graph.tensors[graph.inputs[0]].quant)[0]
+    report = make_firmware(tflite, board, out, schedule="patch", data=sample,
+                           run=get_target(board).runnable)
+    report.verify()
+    (out / "firmware.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    d = report.to_dict()
+    return {k: d.get(k) for k in ("board", "schedule", "planner_arena_bytes", "map_arena_bytes",
+                                  "sram_bytes", "flash_bytes", "systick_ticks", "bit_exact")}
+
+
 def quiet_third_party_logs() -> None:
     """Keep the demo's terminal readable: TensorFlow's C++ banner, Flower's per-round INFO
     lines and torch/Ray deprecation notices say nothing about the user's model."""
@@ -103,15 +122,15 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
     board = get_board(cfg.board)
     budget = Budget(board.sram_bytes, board.flash_bytes, board.name)
     with atomic_dir(cfg.out) as tmp:
-        console.rule(f"1/4 federated pruning ({cfg.method}, {cfg.clients} clients, "
+        console.rule(f"1/5 federated pruning ({cfg.method}, {cfg.clients} clients, "
                      f"{cfg.rounds} rounds, density {cfg.density})")
         pruned = _prune(cfg, tmp / "prune", console)
-        console.rule("2/4 export: torch → ONNX → int8 TFLite → C arrays")
+        console.rule("2/5 export: torch → ONNX → int8 TFLite → C arrays")
         quiet_third_party_logs()  # Flower and Ray reset the warning filters on start-up
         model = pruned["model"]
         exported = export_model(str(tmp / "prune" / model["torchscript"]), "digits",
                                 tmp / "export", name="demo_cnn", console=console)
-        console.rule("3/4 check: will it fit?")
+        console.rule("3/5 check: will it fit?")
         checks = {}
         for kind in ("layer", "patch"):
             report = check_model(exported.tflite_path, budget, schedule=kind)
@@ -119,10 +138,12 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         (tmp / "check.json").write_text(to_json(checks["patch"]))
         (tmp / "check.md").write_text(to_markdown(checks["patch"]))
         write_plot(checks["patch"], tmp / "check.svg")
-        console.rule("4/4 emulate the test split in the planned arena, compare with TFLM")
+        console.rule("4/5 emulate the test split in the planned arena, compare with TFLM")
         _, _, x_test, y_test = digits_split(seed=cfg.seed)
         emu = _emulate_test_split(exported.tflite_path, x_test, y_test, ["layer", "patch"],
                                   budget.sram_bytes)
+        console.rule(f"5/5 firmware: generated C99 runtime for {board.name}, patch schedule")
+        fw = _firmware(exported.tflite_path, x_test[:1], board.name, tmp / "firmware")
         rep = exported.report
         summary = {
             "schema_version": 1,
@@ -139,6 +160,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
             "sram_budget_bytes": budget.sram_bytes,
             "tflm_arena_bytes": rep["tflm"]["min_arena_bytes"],
             "emulation": emu,
+            "firmware": fw,
             "fits": checks["layer"].fits,
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -164,7 +186,14 @@ def _print_summary(s: dict[str, Any], console: Console) -> None:
     for kind in ("layer", "patch"):
         t.add_row(f"emulator == TFLM ({kind} schedule)",
                   f"{e[kind]['bit_exact']}/{e['samples']} bit-exact")
+    fw = s["firmware"]
+    t.add_row(f"firmware arena planner / map ({fw['board']})",
+              f"{fw['planner_arena_bytes']:,} / {fw['map_arena_bytes']:,} B")
+    t.add_row("firmware SRAM / flash (linker map)",
+              f"{fw['sram_bytes']:,} / {fw['flash_bytes']:,} B")
+    if fw["bit_exact"] is not None:
+        t.add_row("QEMU Cortex-M4 output == emulator", "bit-exact" if fw["bit_exact"] else "NO")
     t.add_row("client → server traffic", f"{s['client_to_server_bytes']:,} B")
     console.print(t)
     console.print(f"outputs in {s['out']}/: prune/ export/ (model .tflite, C arrays, reports) "
-                  "check.json check.md check.svg summary.json")
+                  "firmware/ (app.elf, map, project) check.json check.md check.svg summary.json")

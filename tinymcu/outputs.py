@@ -57,6 +57,9 @@ def atomic_dir(out: Path) -> Iterator[Path]:
     except OSError as e:
         raise TinymcuError(f"--out {out}: cannot create {parent} ({e.strerror})") from None
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
         if out.exists():

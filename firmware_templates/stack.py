@@ -1,0 +1,88 @@
+"""Worst-case stack depth from GCC's call-graph info, so the stack reservation is proven.
+
+The stack is SRAM like the arena: a fixed guess either wastes budget or overflows into
+``.bss`` and corrupts the arena silently. Each object is compiled with
+``-fcallgraph-info=su``, which writes ``<object>.ci``: every function's frame size (static,
+or dynamic with a bound) and every call edge. The bound is the deepest path from
+``Reset_Handler`` plus, for the one interrupt the firmware enables (SysTick), the
+exception frame the core pushes (8 words, plus 4 bytes of alignment) and the handler's own
+deepest path. Recursion, indirect calls and unbounded dynamic frames (VLAs, alloca) make
+the depth unprovable and are refused. The C library routines the code calls (memcpy,
+memset, strlen: newlib's leaf assembly) are charged a fixed allowance, since their
+objects carry no call-graph info. The QEMU run checks the bound against the painted
+stack's real high-water mark.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import TinymcuError
+
+#: bytes charged for each leaf routine of the C library (more than any of them pushes)
+LIBC_LEAVES = {"memcpy": 64, "memset": 64, "memmove": 64, "strlen": 64}
+#: the core's exception frame: r0-r3, r12, lr, pc, xPSR, plus 4 bytes of 8-byte alignment
+#: (no floating-point context: the firmware is built soft-float)
+EXCEPTION_FRAME = 8 * 4 + 4
+#: interrupt handlers the firmware enables, each may nest once on top of the deepest path
+INTERRUPTS = ("SysTick_Handler",)
+ROOT = "Reset_Handler"
+
+_NODE = re.compile(r'^node: \{ title: "([^"]+)" label: "([^"]*)"')
+_EDGE = re.compile(r'^edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"')
+_FRAME = re.compile(r"\\n(\d+) bytes \(([a-z, ]+)\)$")
+
+
+@dataclass
+class CallGraph:
+    #: function → (frame bytes, kind) for functions with a body in the objects
+    frames: dict[str, tuple[int, str]] = field(default_factory=dict)
+    calls: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, text: str) -> None:
+        """Merge one ``.ci`` file (VCG text as GCC 12 writes it)."""
+        for line in text.splitlines():
+            m = _NODE.match(line)
+            if m:
+                f = _FRAME.search(m.group(2))
+                if f:
+                    self.frames[m.group(1)] = (int(f.group(1)), f.group(2))
+                continue
+            m = _EDGE.match(line)
+            if m:
+                self.calls.setdefault(m.group(1), set()).add(m.group(2))
+
+    def depth(self, fn: str, path: tuple[str, ...] = ()) -> int:
+        """Deepest stack use starting at ``fn`` (its frame plus its deepest callee)."""
+        if fn in path:
+            raise TinymcuError(f"stack depth unprovable: recursion through {fn}")
+        if fn not in self.frames:
+            if fn in LIBC_LEAVES:
+                return LIBC_LEAVES[fn]
+            raise TinymcuError(f"stack depth unprovable: no call-graph info for {fn}")
+        size, kind = self.frames[fn]
+        if kind == "dynamic":
+            raise TinymcuError(f"stack depth unprovable: {fn} has an unbounded dynamic frame")
+        callees = self.calls.get(fn, set())
+        return size + max((self.depth(c, (*path, fn)) for c in callees), default=0)
+
+
+def _name(title: str) -> str:
+    return title.rsplit(":", 1)[-1]
+
+
+def stack_bound(ci_files: list[Path]) -> int:
+    """Bytes of stack the firmware can ever use (see the module docstring)."""
+    graph = CallGraph()
+    for p in ci_files:
+        graph.add(Path(p).read_text(errors="replace"))
+    for caller, callees in graph.calls.items():
+        if any(_name(c) == "__indirect_call" for c in callees):
+            raise TinymcuError(f"stack depth unprovable: {_name(caller)} makes an indirect call")
+    if ROOT not in graph.frames:
+        raise TinymcuError(f"stack depth: no {ROOT} in the call graph")
+    isr = max((EXCEPTION_FRAME + graph.depth(h) for h in INTERRUPTS if h in graph.frames),
+              default=0)
+    return graph.depth(ROOT) + isr
