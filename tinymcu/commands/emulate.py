@@ -11,18 +11,7 @@ import numpy as np
 from ..boards import DEFAULT_BOARD, get_board, parse_size
 from ..errors import TinymcuError, VerificationError
 from ..outputs import write_atomic
-
-
-def _load_inputs(path: Path) -> list[np.ndarray]:
-    if not path.is_file():
-        raise TinymcuError(f"--input {path}: no such file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise TinymcuError(f"--input {path}: not a .npy/.npz file ({e})") from None
-    if isinstance(data, np.ndarray):
-        return [data]
-    return [data[k] for k in data.files]
+from .arrays import load_inputs
 
 
 def _save_outputs(path: Path, outputs: list[np.ndarray]) -> None:
@@ -61,7 +50,7 @@ def command(model: Path, input_path: Path, output_path: Path | None, schedule: s
 
     b = get_board(board or DEFAULT_BOARD)
     budget = parse_size(sram) if sram else b.sram_bytes
-    result = execute(model, _load_inputs(input_path), schedule=schedule, sram_bytes=budget,
+    result = execute(model, load_inputs(input_path), schedule=schedule, sram_bytes=budget,
                        verify=verify, fuse=fuse)
     click.echo(f"{result.schedule_kind} schedule: arena {result.arena_bytes:,} B, "
                f"high-water {result.high_water:,} B, {result.steps} steps")

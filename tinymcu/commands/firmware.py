@@ -11,18 +11,14 @@ import numpy as np
 from ..boards import DEFAULT_BOARD, parse_size
 from ..errors import TinymcuError
 from ..outputs import write_atomic
+from .arrays import load_inputs
 
 
 def _load_input(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise TinymcuError(f"--input {path}: no such file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise TinymcuError(f"--input {path}: not a .npy file ({e})") from None
-    if not isinstance(data, np.ndarray):
-        raise TinymcuError(f"--input {path}: expected one array in a .npy file")
-    return data
+    arrays = load_inputs(path)
+    if len(arrays) != 1:
+        raise TinymcuError(f"--input {path}: the firmware embeds one input; got {len(arrays)}")
+    return arrays[0]
 
 
 @click.command("firmware")
