@@ -100,11 +100,12 @@ def _model_input(graph: Graph, data: np.ndarray | None) -> np.ndarray:
 
 
 def make_firmware(model: Path, board: str, out_dir: Path, schedule: str = "layer",
-                  fuse: bool = False, data: np.ndarray | None = None,
+                  fuse: bool = False, sparse: bool = False, data: np.ndarray | None = None,
                   sram_bytes: int | None = None, run: bool = False,
                   timeout: float = 120.0) -> FirmwareReport:
     """Generate, build and (with ``run``) execute ``model`` for ``board`` into ``out_dir``.
 
+    ``sparse`` stores the filters as bitmask + non-zero values (``codegen --sparse``).
     Raises :class:`OverBudget` when it does not link within the board's memory. The
     comparisons (map arena vs planner, QEMU vs emulator) are in the report;
     :meth:`FirmwareReport.verify` turns a disagreement into :class:`VerificationError`.
@@ -120,7 +121,7 @@ def make_firmware(model: Path, board: str, out_dir: Path, schedule: str = "layer
     with tempfile.TemporaryDirectory(prefix="tinymcu-codegen-") as tmp:
         model_dir = Path(tmp) / model.stem
         cg = codegen_model(model, model_dir, schedule=schedule, fuse=fuse,
-                           sram_bytes=target.ram_bytes)
+                           sram_bytes=target.ram_bytes, sparse=sparse)
         x = _model_input(cg.graph, data)
         fw = build_firmware(model_dir, board, out_dir, x, sram_bytes)
     report = FirmwareReport(model, cg.plan.schedule.kind, cg.plan.arena_bytes, fw, x,

@@ -400,6 +400,19 @@ def test_fused_vww_on_qemu_is_bit_exact_in_less_sram(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs_toolchain
+def test_sparse_filters_on_qemu_are_bit_exact_in_less_flash(tmp_path: Path) -> None:
+    """VWW's filters are mostly zeros: stored as mask + non-zero values the image shrinks,
+    and the outputs stay those of the emulator."""
+    dense = make_firmware(VWW, "qemu-mps2-an386", tmp_path / "dense")
+    sparse = make_firmware(VWW, "qemu-mps2-an386", tmp_path / "sparse", sparse=True, run=True)
+    sparse.verify()
+    assert sparse.bit_exact
+    assert sparse.firmware.flash_bytes < dense.firmware.flash_bytes / 2
+    assert sparse.codegen_const_bytes < dense.codegen_const_bytes / 2
+
+
+@pytest.mark.slow
+@needs_toolchain
 @pytest.mark.parametrize("board", ["nucleo-f412zg", "nucleo-f411re"])
 def test_stm32_projects_boot_on_qemus_stm32f4(board: str, tmp_path: Path) -> None:
     """The STM32 projects (vector table and flash at 0x08000000, RAM at 0x20000000) boot

@@ -78,8 +78,9 @@ def _emulate_test_split(tflite: Path, x: np.ndarray, y: np.ndarray, schedules: l
 
 
 def _firmware(tflite: Path, x: np.ndarray, board: str, out: Path) -> dict[str, Any]:
-    """Generate the C runtime, build the board image and — on a board QEMU emulates — run it
-    on the first test image; any disagreement with the planner or emulator raises (exit 3)."""
+    """Generate the C runtime (pruned filters stored sparse), build the board image and — on
+    a board QEMU emulates — run it on the first test image; any disagreement with the planner
+    or emulator raises (exit 3)."""
     from .export.parity import quantize_input
     from .firmware_templates.pipeline import make_firmware
     from .firmware_templates.targets import get_target
@@ -87,7 +88,7 @@ def _firmware(tflite: Path, x: np.ndarray, board: str, out: Path) -> dict[str, A
 
     _, graph = load_graph(tflite, target="tinymcu")
     sample = quantize_input(x, graph.tensors[graph.inputs[0]].quant)[0]
-    report = make_firmware(tflite, board, out, schedule="patch", data=sample,
+    report = make_firmware(tflite, board, out, schedule="patch", sparse=True, data=sample,
                            run=get_target(board).runnable)
     report.verify()
     (out / "firmware.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
@@ -142,7 +143,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         _, _, x_test, y_test = digits_split(seed=cfg.seed)
         emu = _emulate_test_split(exported.tflite_path, x_test, y_test, ["layer", "patch"],
                                   budget.sram_bytes)
-        console.rule(f"5/5 firmware: generated C99 runtime for {board.name}, patch schedule")
+        console.rule(f"5/5 firmware: C99 runtime on {board.name}, patch schedule, sparse filters")
         fw = _firmware(exported.tflite_path, x_test[:1], board.name, tmp / "firmware")
         rep = exported.report
         summary = {

@@ -32,6 +32,9 @@ def _load_input(path: Path) -> np.ndarray:
               show_default=True)
 @click.option("--fuse", is_flag=True,
               help="Fuse stride-2 1x1-expand + depthwise pairs (less SRAM, same outputs).")
+@click.option("--sparse", is_flag=True,
+              help="Store conv/depthwise/FC filters as a bitmask plus non-zero values (pruned "
+                   "models need less flash; same outputs).")
 @click.option("--input", "input_path", type=click.Path(path_type=Path),
               help="int8 .npy test input embedded in the image (default: seeded random).")
 @click.option("--sram", help="Shrink the board's RAM region, e.g. 64KiB (the linker enforces it).")
@@ -40,7 +43,7 @@ def _load_input(path: Path) -> np.ndarray:
                    "(exit 3 on a mismatch).")
 @click.option("--timeout", type=float, default=120.0, show_default=True,
               help="Seconds QEMU may run before it is killed.")
-def command(model: Path, board: str, out_dir: Path, schedule: str, fuse: bool,
+def command(model: Path, board: str, out_dir: Path, schedule: str, fuse: bool, sparse: bool,
             input_path: Path | None, sram: str | None, run: bool, timeout: float) -> None:
     """Build MODEL into a firmware image for --board; memory is measured from the linker map.
 
@@ -49,7 +52,8 @@ def command(model: Path, board: str, out_dir: Path, schedule: str, fuse: bool,
     from ..firmware_templates.pipeline import make_firmware
 
     data = _load_input(input_path) if input_path else None
-    report = make_firmware(model, board, out_dir, schedule=schedule, fuse=fuse, data=data,
+    report = make_firmware(model, board, out_dir, schedule=schedule, fuse=fuse, sparse=sparse,
+                           data=data,
                            sram_bytes=parse_size(sram) if sram else None, run=run,
                            timeout=timeout)
     fw = report.firmware
