@@ -14,7 +14,6 @@ format ``prune/budget.py`` plans with.
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -27,7 +26,7 @@ from ...errors import OverBudget, TinymcuError
 from ...outputs import atomic_dir
 from ..ir import Graph
 from ..planner import Plan
-from .emitters import BOX_EXPR, EMITTERS, CUnit, supported
+from .emitters import EMITTERS, CUnit, supported
 
 __all__ = ["CodegenResult", "codegen_model", "generate", "runtime_headers", "supported"]
 
@@ -83,24 +82,6 @@ def _step_note(plan: Plan, i: int) -> str:
     return f" tile y[{r.y0},{r.y1}) x[{r.x0},{r.x1})" if r is not None else ""
 
 
-def _box_table(steps: list[dict]) -> list[tuple[str, ...]]:
-    """Replace every box literal in the step code by ``tm_boxes[k]``; return the table.
-
-    Why: a box built in place is a fresh stack temporary per call, and GCC gives each of a
-    patch schedule's hundreds of calls its own slot (13 KB of stack for VWW's 283 steps).
-    Boxes are compile-time constants (arena address + sizes), so one ``static const``
-    table in flash serves every step, de-duplicated, and the run's frame stays small.
-    """
-    table: dict[tuple[str, ...], int] = {}
-
-    def index(m: re.Match) -> str:
-        return f"tm_boxes[{table.setdefault(m.groups(), len(table))}]"
-
-    for step in steps:
-        step["lines"] = [BOX_EXPR.sub(index, line) for line in step["lines"]]
-    return list(table)
-
-
 def render(graph: Graph, plan: Plan, prefix: str = "model", source: str | None = None,
            sparse: bool = False) -> tuple[str, str, int]:
     """(header text, source text, const bytes) of the generated model; ``source`` names
@@ -115,7 +96,6 @@ def render(graph: Graph, plan: Plan, prefix: str = "model", source: str | None =
         op = graph.ops[step.op]
         steps.append({"index": i, "op": op.index, "kind": op.kind, "note": _step_note(plan, i),
                       "lines": EMITTERS[op.kind](unit, op, step, i)})
-    boxes = _box_table(steps)
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     ctx = {
         "version": __version__, "model": source or graph.name, "prefix": prefix,
@@ -126,7 +106,7 @@ def render(graph: Graph, plan: Plan, prefix: str = "model", source: str | None =
         "output_offset": plan.offsets[_whole_buffer(plan, out.index, "output")],
         "zero_point": lambda t: int(t.quant.zero_point.ravel()[0]) if t.quant else 0,
         "scale": lambda t: float(t.quant.scale.ravel()[0]) if t.quant else 1.0,
-        "arrays": unit.arrays, "params": unit.params, "steps": steps, "boxes": boxes,
+        "arrays": unit.arrays, "params": unit.params, "steps": steps, "boxes": list(unit.boxes),
         "const_bytes": unit.const_bytes, "sparse": sparse,
     }
     return (_ENV.get_template("model.h.j2").render(**ctx),

@@ -15,7 +15,6 @@ the pads of ``padding.same_valid_pad``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +25,7 @@ from .. import kernels
 from ..ir import Graph, Op
 from ..kernels import activation, conv, elementwise, fully_connected, mean, padding, shape_ops
 from ..kernels.quant import activation_range, quantize_multiplier
-from ..regions import pad_widths
+from ..regions import pad_widths, window
 from ..schedule import Region, Step
 
 #: C type of each constant array element type, and the C types' sizes
@@ -45,21 +44,11 @@ class Box:
     pix: int
     row: int
 
-    def c_expr(self) -> str:
-        """A placeholder ``codegen.render`` replaces by this box's entry in the generated
-        file's static box table (see ``_box_table``)."""
-        return (f"TM_BOX(tm_arena + {self.offset}, {self.h}, {self.w}, {self.c}, {self.pix}, "
-                f"{self.row})")
-
     def sub(self, dy: int, dx: int, dc: int, h: int, w: int, c: int) -> Box:
         """The h×w×c box starting (dy, dx, dc) into this one (same strides)."""
         if h == 0 or w == 0 or c == 0:
             return Box(self.offset, h, w, c, self.pix, self.row)
         return Box(self.offset + dy * self.row + dx * self.pix + dc, h, w, c, self.pix, self.row)
-
-
-#: a :meth:`Box.c_expr` literal in emitted step code (``codegen.render`` tabulates them)
-BOX_EXPR = re.compile(r"TM_BOX\(tm_arena \+ (\d+), (\d+), (\d+), (\d+), (\d+), (\d+)\)")
 
 
 @dataclass
@@ -75,10 +64,22 @@ class CUnit:
     arrays: list[str] = field(default_factory=list)
     params: list[str] = field(default_factory=list)
     const_bytes: int = 0
+    #: every box a step passes to a kernel, in first-use order (``tm_boxes[k]`` in the C)
+    boxes: dict[Box, int] = field(default_factory=dict)
     _names: set[str] = field(default_factory=set)
     _op_params: dict[tuple[int, str], str] = field(default_factory=dict)
 
     # -- constants --------------------------------------------------------------------------
+
+    def ref(self, box: Box) -> str:
+        """``box`` as an entry of the generated file's ``static const tm_box tm_boxes[]``.
+
+        Why a table: a box built at the call is a fresh stack temporary, and GCC gives each
+        of a patch schedule's hundreds of calls its own slot (13 KB of stack for VWW's 283
+        steps). Boxes are compile-time constants (arena address + sizes), so one
+        de-duplicated table in flash serves every step and the run's frame stays small.
+        """
+        return f"tm_boxes[{self.boxes.setdefault(box, len(self.boxes))}]"
 
     def array(self, name: str, ctype: str, values: np.ndarray) -> str:
         """Define ``static const ctype name[]`` (flash) and return its name."""
@@ -210,14 +211,15 @@ def _require_maps(op: Op, graph: Graph) -> None:
                                f"needs batch-1 NHWC maps")
 
 
-def _window_pad(op: Op, step: Step, in_box: Box, out_box: Box, kernel: tuple[int, int],
-                dilation: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
+def _window_pad(op: Op, graph: Graph, step: Step, in_box: Box,
+                out_box: Box) -> tuple[int, int, int, int]:
     """The step's explicit pad (patch) or the op's SAME/VALID/EXPLICIT pad (per layer),
-    checked against the output box it must produce."""
+    checked against the output box it must produce. The geometry is the patch scheduler's
+    (``regions.window``), so a fused op is walked as its depthwise, as on tiles."""
+    win = window(op, graph)
     pad = step.pad if step.pad is not None else padding.same_valid_pad(
-        op, (in_box.h, in_box.w), kernel)
-    stride = tuple(op.attrs.get("stride", (1, 1)))
-    expect = padding.output_hw((in_box.h, in_box.w), kernel, stride, dilation, pad)
+        op, (in_box.h, in_box.w), win.kernel)
+    expect = padding.output_hw((in_box.h, in_box.w), win.kernel, win.stride, win.dilation, pad)
     if expect != (out_box.h, out_box.w):
         raise TinymcuError(f"op {op.index} {op.kind}: a {in_box.h}x{in_box.w} input with pad "
                            f"{pad} gives {expect}, the step writes {out_box.h}x{out_box.w}")
@@ -251,51 +253,43 @@ def _conv_fields(unit: CUnit, op: Op, tag: str) -> str:
                     out_zp=out_zp, act_min=lo, act_max=hi, **_mask_field(mask))
 
 
-def _kernel_hw(op: Op, graph: Graph, filter_input: int = 1) -> tuple[int, int]:
-    shape = graph.tensors[op.inputs[filter_input]].shape
-    return int(shape[1]), int(shape[2])
-
-
 def emit_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     _require_maps(op, unit.graph)
     src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
-    kernel = _kernel_hw(op, unit.graph)
-    pad = _window_pad(op, step, src, dst, kernel, tuple(op.attrs.get("dilation", (1, 1))))
+    pad = _window_pad(op, unit.graph, step, src, dst)
     p = unit.op_params(op, "conv", "tm_conv_params",
                        lambda: _conv_fields(unit, op, f"op{op.index}"))
-    return [f"tm_conv2d({p}, {src.c_expr()}, {dst.c_expr()}, {pad[0]}, {pad[2]});"]
+    return [f"tm_conv2d({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]});"]
 
 
 def emit_depthwise(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     _require_maps(op, unit.graph)
     src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
-    kernel = _kernel_hw(op, unit.graph)
-    pad = _window_pad(op, step, src, dst, kernel, tuple(op.attrs.get("dilation", (1, 1))))
+    pad = _window_pad(op, unit.graph, step, src, dst)
     p = unit.op_params(op, "dw", "tm_conv_params",
                        lambda: _conv_fields(unit, op, f"op{op.index}"))
     scratch = unit.scratch(i)
     if scratch is not None:  # the planner may have put the output over the input
-        return [f"tm_depthwise_inplace({p}, {src.c_expr()}, {dst.c_expr()}, {pad[0]}, "
+        return [f"tm_depthwise_inplace({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, "
                 f"{pad[2]}, {scratch});"]
-    return [f"tm_depthwise({p}, {src.c_expr()}, {dst.c_expr()}, {pad[0]}, {pad[2]});"]
+    return [f"tm_depthwise({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]});"]
 
 
 def emit_expand_depthwise(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     expand, dw = op.attrs["expand"], op.attrs["depthwise"]
     _require_maps(op, unit.graph)
-    if _kernel_hw(expand, unit.graph) != (1, 1) or tuple(expand.attrs.get("stride", (1, 1))) \
-            != (1, 1):
+    if unit.graph.tensors[expand.inputs[1]].shape[1:3] != (1, 1) \
+            or tuple(expand.attrs.get("stride", (1, 1))) != (1, 1):
         raise TinymcuError(f"op {op.index} EXPAND_DEPTHWISE: the expand must be 1x1, stride 1")
     src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
-    kernel = _kernel_hw(op, unit.graph, filter_input=3)
-    pad = _window_pad(op, step, src, dst, kernel, tuple(op.attrs.get("dilation", (1, 1))))
+    pad = _window_pad(op, unit.graph, step, src, dst)
     p = unit.op_params(op, "xdw", "tm_expand_dw_params", lambda: c_struct(
         expand=_conv_fields(unit, expand, f"op{op.index}_expand"),
         dw=_conv_fields(unit, dw, f"op{op.index}_dw")))
     scratch = unit.scratch(i)
     if scratch is None:
         raise TinymcuError(f"op {op.index} EXPAND_DEPTHWISE has no scratch plane in the plan")
-    return [f"tm_expand_depthwise({p}, {src.c_expr()}, {dst.c_expr()}, {pad[0]}, {pad[2]}, "
+    return [f"tm_expand_depthwise({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, "
             f"{scratch});"]
 
 
@@ -362,8 +356,9 @@ def emit_elementwise(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
                         act_max=hi)
 
     p = unit.op_params(op, "elt", "tm_eltwise_params", fields)
-    return [f"tm_eltwise({p}, {unit.in_box(step, a).c_expr()}, {unit.in_box(step, b).c_expr()}, "
-            f"{unit.out_box(step, op).c_expr()});"]
+    a_box, b_box = unit.in_box(step, a), unit.in_box(step, b)
+    return [f"tm_eltwise({p}, {unit.ref(a_box)}, {unit.ref(b_box)}, "
+            f"{unit.ref(unit.out_box(step, op))});"]
 
 
 # -- pool.py / mean.py ------------------------------------------------------------------------
@@ -372,7 +367,7 @@ def emit_pool(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     _require_maps(op, unit.graph)
     src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
     kernel = tuple(op.attrs["filter"])
-    pad = _window_pad(op, step, src, dst, kernel)
+    pad = _window_pad(op, unit.graph, step, src, dst)
 
     def fields() -> str:
         sh, sw = op.attrs.get("stride", (1, 1))
@@ -381,7 +376,7 @@ def emit_pool(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
 
     p = unit.op_params(op, "pool", "tm_pool_params", fields)
     fn = "tm_avg_pool" if op.kind == "AVERAGE_POOL_2D" else "tm_max_pool"
-    return [f"{fn}({p}, {src.c_expr()}, {dst.c_expr()}, {pad[0]}, {pad[2]});"]
+    return [f"{fn}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]});"]
 
 
 def emit_mean(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
@@ -407,7 +402,7 @@ def emit_mean(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
 
     p = unit.op_params(op, "mean", "tm_mean_params", fields)
     src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
-    return [f"tm_mean_hw({p}, {src.c_expr()}, (int8_t *)(tm_arena + {dst.offset}));"]
+    return [f"tm_mean_hw({p}, {unit.ref(src)}, (int8_t *)(tm_arena + {dst.offset}));"]
 
 
 # -- activation.py ----------------------------------------------------------------------------
@@ -439,7 +434,8 @@ def emit_activation(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
         src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
         return [f"tm_softmax({p}, (const int8_t *)(tm_arena + {src.offset}), "
                 f"(int8_t *)(tm_arena + {dst.offset}), {t.size // depth}, {depth});"]
-    return [_copy(unit.in_box(step, op.inputs[0]), unit.out_box(step, op), _unary_lut(unit, op))]
+    return [_copy(unit, unit.in_box(step, op.inputs[0]), unit.out_box(step, op),
+                  _unary_lut(unit, op))]
 
 
 def _unary_lut(unit: CUnit, op: Op) -> str:
@@ -461,7 +457,7 @@ def emit_shape_ops(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
         return [f"memmove(tm_arena + {dst}, tm_arena + {src}, {n});"]
     if op.kind == "QUANTIZE":
         _int8_io(op, g)
-        return [_copy(unit.in_box(step, op.inputs[0]), unit.out_box(step, op),
+        return [_copy(unit, unit.in_box(step, op.inputs[0]), unit.out_box(step, op),
                       _unary_lut(unit, op))]
     if op.kind == "CONCATENATION":
         return _emit_concat(unit, op, step)
@@ -507,7 +503,7 @@ def _emit_concat(unit: CUnit, op: Op, step: Step) -> list[str]:
         at = 0
         for t, lut in zip(op.inputs, luts):
             src = unit.in_box(step, t)
-            lines.append(_copy(src, dst.sub(0, 0, at, src.h, src.w, src.c), lut))
+            lines.append(_copy(unit, src, dst.sub(0, 0, at, src.h, src.w, src.c), lut))
             at += src.c
         return lines
     if step.in_region is not None or step.out_region is not None:
@@ -519,13 +515,13 @@ def _emit_concat(unit: CUnit, op: Op, step: Step) -> list[str]:
     for t, lut in zip(op.inputs, luts):
         inner = int(np.prod(g.tensors[t].shape[axis:], dtype=np.int64))
         src = Box(unit.buffer_offset(step, t), outer, 1, inner, inner, inner)
-        lines.append(_copy(src, Box(base + at, outer, 1, inner, inner, total), lut))
+        lines.append(_copy(unit, src, Box(base + at, outer, 1, inner, inner, total), lut))
         at += inner
     return lines
 
 
-def _copy(src: Box, dst: Box, lut: str | None) -> str:
-    return f"tm_copy_box({src.c_expr()}, {dst.c_expr()}, {lut or 'NULL'});"
+def _copy(unit: CUnit, src: Box, dst: Box, lut: str | None) -> str:
+    return f"tm_copy_box({unit.ref(src)}, {unit.ref(dst)}, {lut or 'NULL'});"
 
 
 def _emit_pad(unit: CUnit, op: Op, step: Step) -> list[str]:
@@ -549,7 +545,7 @@ def _emit_pad(unit: CUnit, op: Op, step: Step) -> list[str]:
         raise TinymcuError(f"op {op.index} {op.kind}: paddings {widths} do not turn the "
                            f"{src.h}x{src.w}x{src.c} input into the {dst.h}x{dst.w}x{dst.c} output")
     inner = dst.sub(widths[1][0], widths[2][0], widths[3][0], src.h, src.w, src.c)
-    return [f"tm_fill_box({dst.c_expr()}, {value});", _copy(src, inner, None)]
+    return [f"tm_fill_box({unit.ref(dst)}, {value});", _copy(unit, src, inner, None)]
 
 
 Emitter = Callable[[CUnit, Op, Step, int], list[str]]
