@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-APT_PKGS=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
+APT_PKGS=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm cmake)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -27,7 +27,9 @@ if [ "$(cat .venv/.tinymcu-stamp 2>/dev/null)" != "$stamp" ] || ! .venv/bin/pyth
   export PIP_DISABLE_PIP_VERSION_CHECK=1
   # torch first and pinned: an unpinned resolution pulls a multi-GB CUDA build.
   .venv/bin/pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/pip install -q -e ".[export,federated,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install -q -e ".[export,litert,federated,flash,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  # animal-mnist ships its images in the wheel; its declared deps (full tensorflow) are not needed
+  .venv/bin/pip install -q --no-deps animal-mnist==0.4 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import tinymcu, torch, tensorflow, flwr, tflite_micro" >/dev/null 2>&1 \
     || { echo "setup: the Python install failed (see pip output above)" >&2; exit 1; }
   echo "$stamp" > .venv/.tinymcu-stamp

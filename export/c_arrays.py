@@ -26,7 +26,7 @@ RESOLVER_METHODS = {
     "QUANTIZE": "AddQuantize", "RELU": "AddRelu", "RELU6": "AddRelu6", "RESHAPE": "AddReshape",
     "SOFTMAX": "AddSoftmax", "SQUEEZE": "AddSqueeze", "SUB": "AddSub", "TANH": "AddTanh",
     "TRANSPOSE": "AddTranspose", "STRIDED_SLICE": "AddStridedSlice", "SHAPE": "AddShape",
-    "PACK": "AddPack", "DIV": "AddDiv",
+    "PACK": "AddPack", "DIV": "AddDiv", "BATCH_MATMUL": "AddBatchMatMul",
 }
 
 C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern

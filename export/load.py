@@ -8,6 +8,7 @@ the CLI can exit 2 without a traceback.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ class ModelSource:
     onnx_path: Path | None = None
     module: Any = None
     default_input_shape: tuple[int, ...] | None = None
+    #: the model came out of ``tinymcu prune``: --calib is read with the pruner's preprocessing
+    from_prune: bool = False
 
 
 @dataclass
@@ -54,8 +57,11 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def load_model(spec: str, state_dict: str | Path | None = None) -> ModelSource:
-    """Resolve MODEL: an .onnx path, a TorchScript file, a zoo name or ``pkg.module:factory``."""
+    """Resolve MODEL: an .onnx path, a TorchScript file, ``tinymcu prune``'s output directory or
+    its ``model.json``, a zoo name or ``pkg.module:factory``."""
     path = Path(spec)
+    if path.is_dir() or path.suffix.lower() == ".json":
+        return _load_prune_output(path, state_dict)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise TinymcuError(f"model file not found: {spec}")
@@ -66,7 +72,8 @@ def load_model(spec: str, state_dict: str | Path | None = None) -> ModelSource:
         if not path.is_file():
             raise TinymcuError(f"model file not found: {spec}")
         module = _load_torchscript(path)
-        name = path.stem
+        # the traced module keeps its Python class name: "DemoCNN" says more than "model"
+        name = getattr(module, "original_name", None) or path.stem
         default_shape = None
     else:
         from tinymcu.prune.modelspec import build_model, factory_path
@@ -78,6 +85,37 @@ def load_model(spec: str, state_dict: str | Path | None = None) -> ModelSource:
         _apply_state_dict(module, Path(state_dict))
     module.eval()
     return ModelSource(name=name, module=module, default_input_shape=default_shape)
+
+
+def _load_prune_output(path: Path, state_dict: str | Path | None) -> ModelSource:
+    """``tinymcu prune --out DIR`` writes ``DIR/model.json``: the factory spec and its keyword
+    arguments (channel width included), the state_dict file and the input shape. Rebuilding
+    from the factory (not the TorchScript copy) keeps the module's Python ops for ONNX export."""
+    import importlib
+
+    spec_path = path / "model.json" if path.is_dir() else path
+    if not spec_path.is_file():
+        what = "directory has no model.json (is it tinymcu prune's --out?)" if path.is_dir() \
+            else "not found"
+        raise TinymcuError(f"{path}: {what}")
+    try:
+        spec = json.loads(spec_path.read_text())
+        factory, kwargs = str(spec["factory"]), dict(spec.get("kwargs") or {})
+    except (ValueError, KeyError, TypeError) as e:
+        raise TinymcuError(f"{spec_path}: not a tinymcu prune model.json ({e})") from None
+    module_name, _, attr = factory.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+        module = fn(**kwargs)
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        raise TinymcuError(f"{spec_path}: cannot build {factory}(**{kwargs}): {e}") from None
+    weights = Path(state_dict) if state_dict is not None else \
+        spec_path.parent / str(spec.get("state_dict") or "model_state.pt")
+    _apply_state_dict(module, weights)
+    module.eval()
+    shape = spec.get("input_shape")
+    return ModelSource(name=attr, module=module, from_prune=True,
+                       default_input_shape=tuple(int(v) for v in shape) if shape else None)
 
 
 def _load_torchscript(path: Path) -> Any:
@@ -111,8 +149,14 @@ def _apply_state_dict(module: Any, path: Path) -> None:
                            f"{str(e).splitlines()[0]}") from None
 
 
-def load_data(spec: str, max_calib: int = MAX_CALIB_SAMPLES) -> Dataset:
-    """Resolve --calib: ``digits`` or an .npy/.npz file of NCHW float samples.
+def load_data(spec: str, max_calib: int = MAX_CALIB_SAMPLES, *,
+              pruner_preprocessing: bool = False) -> Dataset:
+    """Resolve --calib: ``digits``, an .npy/.npz file of NCHW float samples, or (as
+    ``tinymcu prune --data`` takes) an image folder.
+
+    With ``pruner_preprocessing`` (a model from ``tinymcu prune``) an .npz is read exactly as
+    the pruner read it for training (uint8 → [0, 1], NHWC → NCHW), so the handoff command
+    ``tinymcu export OUT --calib DATA`` calibrates on what the model was trained on.
 
     For ``digits`` the calibration samples come from the shared train split and evaluation
     uses the test split, so int8 agreement is measured on images calibration never saw. For
@@ -125,6 +169,11 @@ def load_data(spec: str, max_calib: int = MAX_CALIB_SAMPLES) -> Dataset:
         x_train, _, x_test, y_test = digits_split()
         return Dataset("digits", x_train[:max_calib], x_test, y_test)
     path = Path(spec)
+    if path.is_dir() or (pruner_preprocessing and path.suffix == ".npz" and path.is_file()):
+        from tinymcu.prune.data import load as load_training_data
+
+        ds = load_training_data(str(path))
+        return Dataset(path.name, ds.x[:max_calib], ds.x, ds.y)
     if not path.is_file():
         raise TinymcuError(f"calibration data not found: {spec}")
     x, y = _read_array_file(path)
@@ -162,5 +211,9 @@ def check_data_shape(data: Dataset, input_shape: tuple[int, ...]) -> None:
     want = tuple(input_shape[1:])
     got = tuple(data.calib.shape[1:])
     if got != want:
-        raise TinymcuError(f"calibration data {data.name}: samples have shape {got}, "
-                           f"the model input needs {want} (NCHW, batch excluded)")
+        raise TinymcuError(f"calibration samples are {_dims(got)} ({data.name}), the model "
+                           f"takes {_dims(want)} (NCHW, batch excluded)")
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "×".join(map(str, shape))

@@ -23,6 +23,7 @@ name of its weight tensor in the .tflite, which is how float and int8 weights ar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from tinymcu.errors import TinymcuError
+from tinymcu.export.onnx_resample import ResampleOps
+from tinymcu.export.onnx_sequence import SequenceOps
 from tinymcu.export.quiet import import_tensorflow
 
 #: ONNX ops this builder turns into TFLite builtins (anything else is rejected by name)
@@ -39,7 +42,8 @@ SUPPORTED_OPS = frozenset({
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "Sigmoid",
     "HardSwish", "HardSigmoid", "Tanh", "LeakyRelu", "Softmax", "AveragePool", "MaxPool",
     "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Concat", "Pad",
-    "BatchNormalization", "Identity", "Dropout",
+    "BatchNormalization", "Identity", "Dropout", "PRelu", "ConvTranspose", "Resize", "Slice",
+    "Transpose", "LayerNormalization",
 })
 #: ops evaluated at build time when all their inputs are constants (shape arithmetic)
 CONST_OPS = frozenset({"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",
@@ -76,14 +80,23 @@ class TfModel:
         """Float inference on NCHW samples, one at a time (the graph has batch 1)."""
         import tensorflow as tf
 
-        outs = [self.concrete(tf.constant(to_tf_layout(s[None]))).numpy() for s in x_nchw]
+        outs = [self.concrete(tf.constant(input_to_tf_layout(s[None]))).numpy()
+                for s in x_nchw]
         return np.concatenate(outs)
 
 
 def to_tf_layout(x: np.ndarray) -> np.ndarray:
-    """NCHW → NHWC for 4-D arrays; other ranks are already in the same order."""
+    """Channels-last, as both routes lay out model inputs and outputs: NCHW → NHWC and
+    (N, C, L) → (N, L, C) for Conv1d-style signals; 2-D arrays keep their order."""
+    if x.ndim == 3:
+        return np.ascontiguousarray(x.transpose(0, 2, 1), dtype=np.float32)
     return np.ascontiguousarray(x.transpose(NCHW_TO_NHWC) if x.ndim == 4 else x,
                                 dtype=np.float32)
+
+
+def input_to_tf_layout(x: np.ndarray) -> np.ndarray:
+    """Model inputs channels-last (:func:`to_tf_layout`)."""
+    return to_tf_layout(x)
 
 
 @dataclass
@@ -94,6 +107,8 @@ class _Value:
     tensor: Any
     rank: int
     flatten_hwc: tuple[int, int, int] | None = None
+    #: a (1, T, D) token tensor held in ONNX's own axis order (``onnx_sequence``)
+    seq: bool = False
 
 
 def same_or_explicit(in_hw: tuple[int, int], k: tuple[int, int], s: tuple[int, int],
@@ -127,7 +142,7 @@ def same_or_explicit(in_hw: tuple[int, int], k: tuple[int, int], s: tuple[int, i
     return "VALID", explicit
 
 
-class _Builder:
+class _Builder(ResampleOps, SequenceOps):
     def __init__(self, model: Any, input_name: str, input_shape: tuple[int, ...]) -> None:
         from onnx import numpy_helper
 
@@ -152,9 +167,13 @@ class _Builder:
         self.skip: set[str] = set()
         self.gap_squeeze: set[str] = set()
         self.pad_into_conv: dict[str, tuple[int, int, int, int]] = {}
+        from tinymcu.export.route_check import runtime_ops
+
+        self.runtime = runtime_ops()
 
     # ---- static analysis (numpy, before tracing) -------------------------------------
-    def prepare(self) -> None:
+    def fold_constants(self) -> None:
+        """Evaluate shape arithmetic and Constant nodes (numpy), marking them skipped."""
         from onnx import numpy_helper
 
         for node in self.graph.node:
@@ -166,11 +185,29 @@ class _Builder:
                     for n in node.input if n):
                 self.consts[node.output[0]] = self._fold(node)
                 self.skip.add(node.output[0])
+        self.find_gelu()
+
+    def offenders(self) -> list[str]:
+        """Every node this route cannot take (no handler, or a TFLite op our runtime lacks)."""
+        from tinymcu.export.route_check import mcu_offenders
+
+        found = []
+        if len(self.input_shape) not in (2, 3, 4):
+            found.append(f"input of rank {len(self.input_shape)} {self.input_shape} (the mcu "
+                         "route takes (1, C, H, W), (1, C, L) and (1, F))")
+        def shaped(node: Any) -> tuple[str, ...] | None:
+            seq = self.sequence_lowering(node)
+            return seq if seq is not None else self.resample_lowering(node)
+
+        return found + mcu_offenders(self.model, self.skip, self.consts, SUPPORTED_OPS, shaped)
+
+    def prepare(self) -> None:
+        self.fold_constants()
+        found = self.offenders()
+        if found:
+            raise TinymcuError(f"the mcu route cannot convert {len(found)} op kind(s): "
+                               f"{'; '.join(found)}")
         for node in self.graph.node:
-            if node.op_type not in SUPPORTED_OPS and node.output[0] not in self.skip:
-                raise TinymcuError(f"ONNX op {node.op_type} (node {node.name or node.output[0]!r}) "
-                                   f"is not supported by the MCU exporter; supported: "
-                                   f"{', '.join(sorted(SUPPORTED_OPS))}")
             if node.op_type == "BatchNormalization":
                 self._maybe_fold_bn(node)
             if node.op_type == "Pad":
@@ -241,7 +278,8 @@ class _Builder:
 
     def _maybe_fold_bn(self, node: Any) -> None:
         prod = self._producer(node.input[0])
-        if (prod is None or prod.op_type != "Conv" or prod.input[1] not in self.consts
+        if (prod is None or prod.op_type not in {"Conv", "Gemm", "MatMul"}
+                or prod.input[1] not in self.consts
                 or len(self.consumers.get(node.input[0], [])) != 1):
             return
         gamma, beta, mean, var = (self.consts.get(n) for n in node.input[1:5])
@@ -280,17 +318,27 @@ class _Builder:
     # ---- tracing -------------------------------------------------------------------
     def trace(self, x: Any) -> Any:
         """Emit the TF graph; tf.function may trace more than once, so state restarts here."""
+        import tensorflow as tf
+
         self.layers, self.names, self.explicit_pads = [], set(), 0
         env: dict[str, _Value] = {self.input_name: _Value(x, len(self.input_shape))}
         for node in self.graph.node:
             if node.output[0] in self.skip:
                 continue
-            handler: Callable[[Any, dict[str, _Value]], _Value | None] = getattr(
-                self, f"_op_{node.op_type}")
-            out = handler(node, env)
+            out = self.seq_dispatch(node, env)
+            if out is NotImplemented:
+                handler: Callable[[Any, dict[str, _Value]], _Value | None] = getattr(
+                    self, f"_op_{node.op_type}")
+                out = handler(node, env)
             if out is not None:
                 env[node.output[0]] = out
-        return env[self.graph.output[0].name].tensor
+        out = env[self.graph.output[0].name]
+        if out.seq:  # (1, A, B) in ONNX order leaves channels-last like any rank-3 output
+            return tf.transpose(out.tensor, [0, 2, 1])
+        if out.rank == 3:  # the (1, 1, L, C) map of an (N, C, L) output leaves as (1, L, C)
+            _, _, length, c = (int(v) for v in out.tensor.shape)
+            return tf.reshape(out.tensor, [1, length, c])
+        return out.tensor
 
     def _in(self, env: dict[str, _Value], node: Any, i: int = 0) -> _Value:
         name = node.input[i]
@@ -325,9 +373,11 @@ class _Builder:
         w = self._const(node, 1).astype(np.float32)
         b = self._const(node, 2)
         b = np.zeros(w.shape[0], np.float32) if b is None else b.astype(np.float32)
+        if w.ndim == 3 and x.rank == 3:  # Conv1d: a (1, k) kernel over the (1, 1, L, C) map
+            w = w[:, :, None, :]
         if w.ndim != 4:
-            raise TinymcuError(f"ONNX Conv node {node.name!r}: only 2-D convolutions are "
-                               f"supported (weight rank {w.ndim})")
+            raise TinymcuError(f"ONNX Conv node {node.name!r}: only 1-D and 2-D convolutions "
+                               f"are supported (weight rank {w.ndim})")
         if node.output[0] in self.folded_bn:
             scale, shift = self.folded_bn[node.output[0]]
             w = w * scale.reshape(-1, 1, 1, 1).astype(np.float32)
@@ -335,8 +385,8 @@ class _Builder:
         a = _attrs(node)
         group = a.get("group", 1)
         k = tuple(w.shape[2:])
-        s = tuple(a.get("strides", [1, 1]))
-        d = tuple(a.get("dilations", [1, 1]))
+        s = _hw(a.get("strides", [1, 1]), x.rank, 1)
+        d = _hw(a.get("dilations", [1, 1]), x.rank, 1)
         cin = x.tensor.shape[3]
         padding, explicit = self._padding(node, x, k, s, d)
         xt = self._pad(x.tensor, explicit)
@@ -359,7 +409,7 @@ class _Builder:
             raise TinymcuError(f"ONNX Conv node {node.name!r}: grouped convolution (group="
                                f"{group}, {cin} channels) is not supported; only group=1 and "
                                "depthwise")
-        return _Value(tf.nn.bias_add(y, tf.constant(b)), 4)
+        return _Value(tf.nn.bias_add(y, tf.constant(b)), x.rank)
 
     def _padding(self, node: Any, x: _Value, k: tuple[int, ...], s: tuple[int, ...],
                  d: tuple[int, ...]) -> tuple[str, tuple[int, int, int, int]]:
@@ -379,6 +429,8 @@ class _Builder:
             p = (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
         else:
             p = tuple(a.get("pads", [0, 0, 0, 0]))
+            if x.rank == 3:  # 1-D pads (begin, end) act on W; H is 1
+                p = (0, p[0], 0, p[1]) if len(p) == 2 else p
             extra = self.pad_into_conv.get(node.input[0], (0, 0, 0, 0))
             p = tuple(x + y for x, y in zip(p, extra))
         return same_or_explicit(in_hw, k, s, d, p)
@@ -403,6 +455,10 @@ class _Builder:
             # row j of the NHWC-flattened input holds NCHW element (c, h, w)
             order = np.arange(c * h * wd).reshape(c, h, wd).transpose(1, 2, 0).reshape(-1)
             w_io = w_io[order]
+        if node.output[0] in self.folded_bn:  # Linear + BatchNorm1d: scale the columns
+            scale, shift = self.folded_bn[node.output[0]]
+            w_io = w_io * scale.reshape(1, -1)
+            b = (np.zeros(w_io.shape[1], np.float32) if b is None else b) * scale + shift
         name = self._name(node)
         y = tf.matmul(x.tensor, tf.constant(w_io.astype(np.float32)), name=name)
         self.layers.append(LayerWeights(name, node.name, "FULLY_CONNECTED",
@@ -445,6 +501,8 @@ class _Builder:
                                "after Flatten are not supported")
         if x.rank == 4 and c.ndim > 0:
             c = c.reshape((1,) * (4 - c.ndim) + c.shape).transpose(NCHW_TO_NHWC)
+        elif x.rank == 3 and c.ndim > 0:  # (N, C, L) constant → (1, 1, L, C)
+            c = c.reshape((1,) * (3 - c.ndim) + c.shape).transpose(0, 2, 1)[:, None]
         ct = tf.constant(c)
         return _Value(fn(x.tensor, ct) if act_first else fn(ct, x.tensor), x.rank,
                       x.flatten_hwc)
@@ -476,7 +534,7 @@ class _Builder:
 
     def _unary(self, node: Any, env: dict[str, _Value], fn: Callable[[Any], Any]) -> _Value:
         x = self._in(env, node)
-        return _Value(fn(x.tensor), x.rank, x.flatten_hwc)
+        return dataclasses.replace(x, tensor=fn(x.tensor))
 
     def _op_Relu(self, node: Any, env: dict[str, _Value]) -> _Value:
         import tensorflow as tf
@@ -505,7 +563,11 @@ class _Builder:
     def _op_Tanh(self, node: Any, env: dict[str, _Value]) -> _Value:
         import tensorflow as tf
 
-        return self._unary(node, env, tf.tanh)
+        if "TANH" in self.runtime:
+            return self._unary(node, env, tf.tanh)
+        # tanh(x) = 2·σ(2x) − 1: LOGISTIC's fixed 1/256 output step becomes 1/128, the step
+        # of an int8 TANH output, so nothing is lost; MUL, LOGISTIC, MUL, ADD run everywhere
+        return self._unary(node, env, lambda t: tf.sigmoid(t * 2.0) * 2.0 - 1.0)
 
     def _op_HardSwish(self, node: Any, env: dict[str, _Value]) -> _Value:
         import tensorflow as tf
@@ -518,14 +580,36 @@ class _Builder:
 
         a = _attrs(node)
         alpha, beta = a.get("alpha", 0.2), a.get("beta", 0.5)
-        return self._unary(node, env,
-                           lambda t: tf.clip_by_value(t * alpha + beta, 0.0, 1.0))
+        # clip(αx + β, 0, 1) == relu6(6αx + 6β) / 6: ADD with a fused RELU6 and a MUL (plus a
+        # MUL when 6α != 1), ops every MCU runtime has, instead of MINIMUM/MAXIMUM
+        scale6, shift6 = 6.0 * alpha, 6.0 * beta
+
+        def hard_sigmoid(t: Any) -> Any:
+            scaled = t if abs(scale6 - 1.0) < 1e-7 else t * scale6
+            return tf.nn.relu6(scaled + shift6) * (1.0 / 6.0)
+
+        return self._unary(node, env, hard_sigmoid)
 
     def _op_LeakyRelu(self, node: Any, env: dict[str, _Value]) -> _Value:
         import tensorflow as tf
 
         alpha = _attrs(node).get("alpha", 0.01)
-        return self._unary(node, env, lambda t: tf.nn.leaky_relu(t, alpha))
+        if "LEAKY_RELU" in self.runtime:
+            return self._unary(node, env, lambda t: tf.nn.leaky_relu(t, alpha))
+        return self._unary(node, env, lambda t: _leaky_by_parts(t, tf.constant(alpha)))
+
+    def _op_PRelu(self, node: Any, env: dict[str, _Value]) -> _Value:
+        import tensorflow as tf
+
+        x = self._in(env, node)
+        slope = self._const(node, 1).astype(np.float32)
+        if x.rank in (3, 4) and slope.ndim > 1:  # (C, 1, 1) / (C, 1) → per channel, last axis
+            slope = slope.reshape(-1)
+        alpha = tf.constant(slope)
+        if "PRELU" in self.runtime:  # Keras' PReLU form, which the converter fuses to PRELU
+            return self._unary(node, env,
+                               lambda t: tf.nn.relu(t) - alpha * tf.nn.relu(-t))
+        return self._unary(node, env, lambda t: _leaky_by_parts(t, alpha))
 
     def _op_Softmax(self, node: Any, env: dict[str, _Value]) -> _Value:
         import tensorflow as tf
@@ -542,22 +626,41 @@ class _Builder:
 
         x = self._in(env, node)
         a = _attrs(node)
-        if a.get("ceil_mode", 0):
-            raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: ceil_mode=1 is not "
-                               "supported")
-        k = tuple(a["kernel_shape"])
-        s = tuple(a.get("strides", [1, 1]))
-        d = tuple(a.get("dilations", [1, 1]))
+        k = _hw(a["kernel_shape"], x.rank, 1)
+        s = _hw(a.get("strides", [1] * len(a["kernel_shape"])), x.rank, 1)
+        d = _hw(a.get("dilations", [1] * len(a["kernel_shape"])), x.rank, 1)
         if d != (1, 1):
             raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: dilated pooling is not "
                                "supported")
+        if a.get("ceil_mode", 0):
+            node = _Rewired(node, list(node.input), attrs={
+                **a, "pads": list(self._ceil_pads(node, x, k, s))})
         padding, explicit = self._padding(node, x, k, s, d)
         if any(explicit) or (padding == "SAME" and kind == "avg"
                              and a.get("count_include_pad", 0)):
             raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: padding {a.get('pads')} "
-                               "cannot be expressed as TFLite SAME/VALID pooling")
+                               f"{'with ceil_mode ' if a.get('ceil_mode', 0) else ''}cannot be "
+                               "expressed as TFLite SAME/VALID pooling")
         fn = tf.nn.avg_pool2d if kind == "avg" else tf.nn.max_pool2d
-        return _Value(fn(x.tensor, ksize=list(k), strides=list(s), padding=padding), 4)
+        return _Value(fn(x.tensor, ksize=list(k), strides=list(s), padding=padding), x.rank)
+
+    def _ceil_pads(self, node: Any, x: _Value, k: tuple[int, int], s: tuple[int, int]
+                   ) -> tuple[int, int, int, int]:
+        """ceil_mode as explicit end padding: the extra last window (dropped if it would
+        start inside the end padding, as ONNX and PyTorch do) reads past the input, which
+        max/avg pooling without count_include_pad ignore — as TFLite SAME pooling does."""
+        a = _attrs(node)
+        p = list(a.get("pads", [0] * (2 * len(a["kernel_shape"]))))
+        if x.rank == 3:
+            p = [0, p[0], 0, p[1]] if len(p) == 2 else p
+        in_hw = (int(x.tensor.shape[1]), int(x.tensor.shape[2]))
+        for i in range(2):
+            span = in_hw[i] + p[i] + p[i + 2] - k[i]
+            out = -(-span // s[i]) + 1
+            if (out - 1) * s[i] >= in_hw[i] + p[i]:
+                out -= 1
+            p[i + 2] = max(p[i + 2], (out - 1) * s[i] + k[i] - in_hw[i] - p[i])
+        return p[0], p[1], p[2], p[3]
 
     def _op_AveragePool(self, node: Any, env: dict[str, _Value]) -> _Value:
         return self._pool(node, env, "avg")
@@ -574,7 +677,7 @@ class _Builder:
         x = self._in(env, node)
         squeeze = node.output[0] in self.gap_squeeze
         return _Value(tf.reduce_mean(x.tensor, axis=[1, 2], keepdims=not squeeze),
-                      2 if squeeze else 4)
+                      2 if squeeze else x.rank)
 
     def _op_ReduceMean(self, node: Any, env: dict[str, _Value]) -> _Value:
         import tensorflow as tf
@@ -584,22 +687,23 @@ class _Builder:
         axes = a.get("axes")
         if axes is None and len(node.input) > 1:
             axes = [int(v) for v in self._const(node, 1)]
-        if x.rank != 4 or sorted(int(v) % 4 for v in (axes or [])) != [2, 3]:
-            raise TinymcuError(f"ONNX ReduceMean node {node.name!r}: only a mean over H and W of "
-                               "a 4-D tensor is supported")
+        spatial = [2, 3] if x.rank == 4 else [2]
+        if x.rank not in (3, 4) or sorted(int(v) % x.rank for v in (axes or [])) != spatial:
+            raise TinymcuError(f"ONNX ReduceMean node {node.name!r}: only a mean over the "
+                               "spatial axes (H, W or L) is supported")
         keep = bool(a.get("keepdims", 1))
         if not keep:
             return _Value(tf.reduce_mean(x.tensor, axis=[1, 2]), 2)
         squeeze = node.output[0] in self.gap_squeeze
         return _Value(tf.reduce_mean(x.tensor, axis=[1, 2], keepdims=not squeeze),
-                      2 if squeeze else 4)
+                      2 if squeeze else x.rank)
 
     def _flatten_to_2d(self, node: Any, x: _Value) -> _Value:
         import tensorflow as tf
 
         if x.rank == 2:
             return x
-        if x.rank != 4:
+        if x.rank not in (3, 4):
             raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: rank-{x.rank} input is "
                                "not supported")
         _, h, w, c = (int(v) for v in x.tensor.shape)
@@ -626,6 +730,10 @@ class _Builder:
             target = _onnx_reshape(self.shapes[node.input[0]], self._const(node, 1))
         if len(target) == 2 and target[0] == 1:
             return self._flatten_to_2d(node, x)
+        if x.rank == 4 and len(target) == 3 and not x.seq:
+            _, h, w, c = (int(v) for v in x.tensor.shape)
+            if tuple(target) == (1, c, h * w):  # flatten(2): the signal map (1, 1, H·W, C)
+                return _Value(tf.reshape(x.tensor, [1, 1, h * w, c]), 3)
         if x.rank == 2 and len(target) == 4:
             t = tf.reshape(x.tensor, list(target))
             return _Value(tf.transpose(t, list(NCHW_TO_NHWC)), 4)
@@ -643,7 +751,8 @@ class _Builder:
         if any(v.rank != rank or v.flatten_hwc is not None for v in xs):
             raise TinymcuError(f"ONNX Concat node {node.name!r}: mixed-rank inputs are not "
                                "supported")
-        tf_axis = AXIS_NCHW_TO_NHWC[axis] if rank == 4 else axis
+        tf_axis = AXIS_NCHW_TO_NHWC[axis] if rank == 4 else {0: 0, 1: 3, 2: 2}[axis] \
+            if rank == 3 else axis
         return _Value(tf.concat([v.tensor for v in xs], axis=tf_axis), rank)
 
     def _op_Pad(self, node: Any, env: dict[str, _Value]) -> _Value:
@@ -686,18 +795,38 @@ class _Builder:
         return self._in(env, node)
 
 
-class _Rewired:
-    """A view of an ONNX node with replaced inputs (used to rewrite x / c as x * (1/c))."""
+def _leaky_by_parts(t: Any, alpha: Any) -> Any:
+    """LeakyReLU / PReLU as α·x + (1 − α)·relu(x) (equal for every x): MUL, RELU, MUL, ADD
+    for a runtime without LEAKY_RELU / PRELU. Not the x − α·relu(−x) form, which TFLite's
+    converter would fuse back into PRELU."""
+    import tensorflow as tf
 
-    def __init__(self, node: Any, inputs: list[str]) -> None:
+    return t * alpha + tf.nn.relu(t) * (1.0 - alpha)
+
+
+class _Rewired:
+    """A view of an ONNX node with replaced inputs (x / c as x * (1/c)) or attributes
+    (ceil_mode pooling as explicit end pads)."""
+
+    def __init__(self, node: Any, inputs: list[str],
+                 attrs: dict[str, Any] | None = None) -> None:
         self.op_type, self.name, self.output, self.input = (
             node.op_type, node.name, node.output, inputs)
+        self.attrs = attrs if attrs is not None else _attrs(node)
 
 
 def _attrs(node: Any) -> dict[str, Any]:
+    if isinstance(node, _Rewired):
+        return dict(node.attrs)
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _hw(values: Any, rank: int, fill: int) -> tuple[int, int]:
+    """ONNX per-axis attributes as (H, W): a 1-D op (rank-3 tensor) acts on W, H is 1."""
+    v = [int(x) for x in values]
+    return (fill, v[0]) if rank == 3 and len(v) == 1 else (v[0], v[1])
 
 
 def _onnx_reshape(in_shape: tuple[int, ...], target: np.ndarray) -> tuple[int, ...]:
@@ -708,23 +837,29 @@ def _onnx_reshape(in_shape: tuple[int, ...], target: np.ndarray) -> tuple[int, .
     return tuple(shape)
 
 
+def mcu_offenders(model: Any, input_name: str, input_shape: tuple[int, ...]) -> list[str]:
+    """What stops the mcu route on this model, before any TensorFlow work (empty: none)."""
+    b = _Builder(model, input_name, input_shape)
+    b.fold_constants()
+    return b.offenders()
+
+
 def build_tf(model: Any, input_name: str, input_shape: tuple[int, ...]) -> TfModel:
     """Trace ``model`` (an inferred-shape ONNX ModelProto with one static input) into TF."""
-    if len(input_shape) not in (2, 4):
-        raise TinymcuError(f"model input shape {input_shape}: only (1, C, H, W) images and "
-                           "(1, F) vectors are supported")
     b = _Builder(model, input_name, input_shape)
     b.prepare()  # rejects unsupported ops before paying for the TensorFlow import
     tf = import_tensorflow()
 
-    tf_shape = tuple(input_shape[i] for i in NCHW_TO_NHWC) if len(input_shape) == 4 \
-        else tuple(input_shape)
+    rank = len(input_shape)
+    tf_shape = tuple(input_shape[i] for i in NCHW_TO_NHWC) if rank == 4 else \
+        (1, input_shape[2], input_shape[1]) if rank == 3 else tuple(input_shape)
 
     class Exported(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec(tf_shape, tf.float32, name="input")],
                      autograph=False)
         def __call__(self, x: Any) -> Any:
-            return b.trace(x)
+            # a (1, L, C) signal runs as a (1, 1, L, C) image: one RESHAPE, in place
+            return b.trace(tf.reshape(x, (1, 1, *tf_shape[1:])) if rank == 3 else x)
 
     module = Exported()
     concrete = module.__call__.get_concrete_function()

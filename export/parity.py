@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tinymcu.errors import TinymcuError
-from tinymcu.export.onnx_to_tf import LayerWeights, to_tf_layout
+from tinymcu.export.onnx_to_tf import LayerWeights, input_to_tf_layout
 from tinymcu.mcu_runtime.ir import Graph, Quant
 
 WEIGHTED_KINDS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
@@ -30,6 +30,7 @@ class OutputParity:
     mean_abs_error: float
     float_accuracy: float | None = None
     int8_accuracy: float | None = None
+    float_max_abs: float | None = None  # max |float output|: scales the errors above
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +55,8 @@ class LayerDensity:
 def quantize_input(x_nchw: np.ndarray, quant: Quant) -> list[np.ndarray]:
     """NCHW float samples → one int8 NHWC batch-1 array per sample (the model's input quant)."""
     scale, zp = float(quant.scale.reshape(-1)[0]), int(quant.zero_point.reshape(-1)[0])
-    return [np.clip(np.round(to_tf_layout(s[None]) / scale) + zp, -128, 127).astype(np.int8)
+    return [np.clip(np.round(input_to_tf_layout(s[None]) / scale) + zp, -128,
+                    127).astype(np.int8)
             for s in x_nchw]
 
 
@@ -74,7 +76,8 @@ def output_parity(float_out: np.ndarray, int8_out: np.ndarray, out_quant: Quant,
         top1 = float(np.mean(f_cls == q_cls))
         if labels is not None:
             f_acc, q_acc = float(np.mean(f_cls == labels)), float(np.mean(q_cls == labels))
-    return OutputParity(len(float_out), top1, float(err.max()), float(err.mean()), f_acc, q_acc)
+    return OutputParity(len(float_out), top1, float(err.max()), float(err.mean()), f_acc, q_acc,
+                        float(np.abs(float_out).max()))
 
 
 def layer_densities(layers: list[LayerWeights], graph: Graph) -> list[LayerDensity]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from tinymcu.errors import TinymcuError
-from tinymcu.export.onnx_to_tf import TfModel, to_tf_layout
+from tinymcu.export.onnx_to_tf import TfModel, input_to_tf_layout
 from tinymcu.export.quiet import quiet_fd
 
 
@@ -27,7 +27,7 @@ def quantize_int8(model: TfModel, calib_nchw: np.ndarray,
         for i, sample in enumerate(calib_nchw):
             if on_sample is not None:
                 on_sample(i)
-            yield [to_tf_layout(sample[None])]
+            yield [input_to_tf_layout(sample[None])]
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([model.concrete], model.module)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

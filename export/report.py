@@ -32,6 +32,7 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     p, t = r["parity"], r["tflm"]
     rows = [
         ("model", f"{r['name']} ({r['source']['kind']}: {r['source']['model']})"),
+        ("route", f"{r['route']['used']} ({r['route']['why']})"),
         ("layout", f"{r['layout']} (input {'x'.join(map(str, r['input']['shape']))}, "
                    f"int8 scale {r['input']['scale']:.6g} zp {r['input']['zero_point']})"),
         (".tflite", f"{r['tflite_bytes']:,} B ({r['weight_bytes']:,} B constants)"),
@@ -39,7 +40,8 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("explicit PAD ops", str(r["explicit_pads"])),
         ("torch vs onnxruntime", "n/a" if r["onnx"]["torch_max_abs_diff"] is None
          else f"max |Δ| {r['onnx']['torch_max_abs_diff']:.3g}"),
-        ("onnx vs TF float graph", f"max |Δ| {r['onnx']['tf_float_max_abs_diff']:.3g}"),
+        ("onnx vs TF float graph", "n/a" if r["onnx"]["tf_float_max_abs_diff"] is None
+         else f"max |Δ| {r['onnx']['tf_float_max_abs_diff']:.3g}"),
         ("calibration", f"{r['calibration']['samples']} samples of {r['calibration']['data']}"),
         ("int8 vs float top-1", f"{_pct(p['top1_agreement'])} on {p['samples']} samples"),
         ("int8 vs float abs error",
@@ -55,6 +57,7 @@ def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("TFLM arena (smallest working)", f"{t['min_arena_bytes']:,} B (recorded total "
                                           f"{t['recorded_total']:,}, head {t['recorded_head']:,})"),
         ("export time (with checks)", f"{r['timings_s']['total']:.1f} s"),
+        ("tool warnings (in the JSON report)", str(len(r.get("warnings", [])))),
     ]
     return rows
 
@@ -89,6 +92,9 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += [f"| {x['name']} | {x['kind']} | {x['weights']} | {_pct(x['float_density'])} | "
               f"{_pct(x['int8_density'])} | {x['float_zeros']} | {x['int8_zeros']} | "
               f"{'yes' if x['zeros_preserved'] else 'NO'} |" for x in r["layers"]]
+    if r.get("warnings"):
+        lines += ["", "## Warnings from torch / onnxruntime / TensorFlow (captured)", ""]
+        lines += [f"- {w}" for w in r["warnings"]]
     lines += ["", "## TFLM ops to register", "", ", ".join(r["ops"]), "",
               "## Files", ""]
     lines += [f"- `{v}`: {k}" for k, v in r["files"].items()]

@@ -33,6 +33,51 @@ class OnnxCheck:
     torch_max_abs_diff: float | None = None
 
 
+def probe_module(module: Any, sample: np.ndarray, data_name: str) -> None:
+    """Run the torch model once on a calibration sample before exporting it.
+
+    A sample of the wrong shape otherwise surfaces as "torch.onnx.export failed: The following
+    operation failed in the TorchScript interpreter"; here the error says both shapes: the
+    samples' and what the model's first layer takes.
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(sample[None], dtype=np.float32))
+    try:
+        with torch.no_grad():
+            module(x)
+    except Exception as e:  # shape errors come as RuntimeError, TorchScript errors vary
+        got = "×".join(map(str, sample.shape))
+        torch_msg = _torch_error_line(e)
+        raise TinymcuError(f"calibration samples are {got} ({data_name}), but the model "
+                           f"{_first_layer_takes(module)}; torch: {torch_msg}") from None
+
+
+def _torch_error_line(e: Exception) -> str:
+    """The informative line of a torch error (TorchScript wraps it after a traceback)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "expected" in ln or "shape" in ln:
+            return ln[:240]
+    return (lines[-1] if lines else type(e).__name__)[:240]
+
+
+def _first_layer_takes(module: Any) -> str:
+    """What the first conv/linear layer (in definition order) accepts, from its weight."""
+    for name, p in module.named_parameters():
+        if name.endswith("weight") and p.dim() in (2, 3, 4):
+            layer = name.rsplit(".", 1)[0] or name
+            groups = 1
+            try:  # nn.Module only: ScriptModules refuse get_submodule
+                groups = int(module.get_submodule(layer).groups)
+            except (AttributeError, TypeError, ValueError, RuntimeError):
+                pass
+            ch = int(p.shape[1]) * groups
+            form = {2: f"{ch} features", 3: f"{ch}×L", 4: f"{ch}×H×W"}[p.dim()]
+            return f"takes {form} (first layer {layer}: weight {tuple(p.shape)})"
+    return "rejects them"
+
+
 def torch_to_onnx(module: Any, input_shape: tuple[int, ...], path: Path,
                   samples: np.ndarray) -> OnnxCheck:
     """Export ``module`` at ``input_shape`` to ``path``; fail if onnxruntime disagrees."""
@@ -111,7 +156,54 @@ def check_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> OnnxCh
     except Exception as e:  # InferenceError and friends
         raise TinymcuError(f"{path}: ONNX shape inference failed: "
                            f"{str(e).strip().splitlines()[0]}") from None
+    _explicit_same_pads(model)
     return OnnxCheck(model, inp.name, tuple(int(s) for s in shape))
+
+
+def _explicit_same_pads(model: Any) -> None:
+    """Rewrite ``auto_pad=SAME_*`` convolutions and pools as explicit ``pads``.
+
+    PyTorch exports ``padding='same'`` as SAME_UPPER, and onnxruntime refuses SAME with
+    dilation ("Dilation not supported for AutoPadType::SAME_UPPER") — the float reference
+    would fail on a valid model. Explicit pads compute the same windows everywhere; the MCU
+    builder maps them back to TFLite SAME where they coincide.
+    """
+    from onnx import helper
+
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+              for vi in [*model.graph.input, *model.graph.value_info]}
+    for node in model.graph.node:
+        if node.op_type not in {"Conv", "MaxPool", "AveragePool"}:
+            continue
+        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        in_shape = shapes.get(node.input[0])
+        if auto not in {"SAME_UPPER", "SAME_LOWER"} or not in_shape or 0 in in_shape:
+            continue
+        spatial = in_shape[2:]
+        if node.op_type == "Conv":
+            init = {i.name: i for i in model.graph.initializer}
+            if node.input[1] not in init:
+                continue
+            k = list(init[node.input[1]].dims[2:])
+        else:
+            k = list(a["kernel_shape"])
+        n = len(spatial)
+        s = list(a.get("strides", [1] * n))
+        d = list(a.get("dilations", [1] * n))
+        begin, end = [], []
+        for i in range(n):
+            out = -(-spatial[i] // s[i])
+            total = max((out - 1) * s[i] + (k[i] - 1) * d[i] + 1 - spatial[i], 0)
+            small, big = total // 2, total - total // 2
+            b_, e_ = (small, big) if auto == "SAME_UPPER" else (big, small)
+            begin.append(b_)
+            end.append(e_)
+        keep = [x for x in node.attribute if x.name not in {"auto_pad", "pads"}]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+        node.attribute.append(helper.make_attribute("pads", begin + end))
 
 
 def run_onnx(check: OnnxCheck, samples: np.ndarray) -> np.ndarray:

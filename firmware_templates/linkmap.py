@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import TinymcuError
+from tinymcu.errors import TinymcuError
 
 
 @dataclass(frozen=True)

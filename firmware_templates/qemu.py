@@ -18,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinymcuError
+from tinymcu.errors import TinymcuError
 
 QEMU = "qemu-system-arm"
-#: mps2-an386's SysTick runs at the 25 MHz system clock: 40 ns, i.e. 40 instructions
-#: under -icount shift=0, per tick
-NS_PER_TICK = {"mps2-an386": 40}
+#: nanoseconds per SysTick tick (the core clock QEMU gives each machine), i.e. instructions
+#: per tick under -icount shift=0: mps2-an386 and mps2-an500 25 MHz, netduinoplus2
+#: 168 MHz, microbit 16 MHz (QEMU hw/arm/mps2.c, stm32f405_soc.c, nrf51_soc.c). Checked by
+#: running the same code on two machines: the instruction counts agree (tests/test_boards.py)
+NS_PER_TICK = {"mps2-an386": 40.0, "mps2-an500": 40.0, "netduinoplus2": 1e9 / 168e6,
+               "microbit": 62.5}
 
 _KEY = re.compile(r"^(TINYMCU_[A-Z_]+) (\d+)$")
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -45,14 +48,19 @@ class QemuRun:
         """Instructions executed (to one tick) under ``-icount shift=0``, on machines whose
         SysTick clock we know."""
         ns = NS_PER_TICK.get(self.machine)
-        return None if ns is None else self.ticks * ns
+        return None if ns is None else round(self.ticks * ns)
 
 
-def qemu_command(elf: Path, machine: str = "mps2-an386", icount: bool = True) -> list[str]:
+def qemu_command(elf: Path, machine: str = "mps2-an386", icount: bool = True,
+                 serial: int | None = None) -> list[str]:
+    """The QEMU command line; ``serial`` is the index of the machine's UART the firmware's
+    console uses (its output goes to stdout; the UARTs before it are not connected)."""
     exe = shutil.which(QEMU)
     if exe is None:
         raise TinymcuError(f"{QEMU} not found (Debian: apt-get install qemu-system-arm)")
-    cmd = [exe, "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+    uarts = ["-serial", "none"] if serial is None else \
+        [*["-serial", "null"] * serial, "-serial", "stdio"]
+    cmd = [exe, "-M", machine, "-nographic", "-monitor", "none", *uarts,
            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     if icount:
         cmd[1:1] = ["-icount", "shift=0"]
@@ -60,16 +68,20 @@ def qemu_command(elf: Path, machine: str = "mps2-an386", icount: bool = True) ->
 
 
 def run_qemu(elf: Path, timeout: float = 60.0, machine: str = "mps2-an386",
-             icount: bool = True) -> str:
+             icount: bool = True, serial: int | None = None,
+             cwd: Path | None = None) -> str:
     """Run ``elf`` under QEMU and return everything it printed (semihosting writes go to
-    QEMU's stderr, so both streams are returned, stdout first). A run that does not exit
-    within ``timeout`` seconds is killed and reported as an error; so is a non-zero exit."""
-    elf = Path(elf)
+    QEMU's stderr, the console UART ``serial`` to stdout: both streams are returned, stdout
+    first). ``cwd`` is where semihosting opens the files the image names. A run that does
+    not exit within ``timeout`` seconds is killed and reported as an error; so is a
+    non-zero exit."""
+    elf = Path(elf).resolve()
     if not elf.is_file():
         raise TinymcuError(f"{elf}: no such firmware image")
     try:
-        res = subprocess.run(qemu_command(elf, machine, icount), capture_output=True,
-                             text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        res = subprocess.run(qemu_command(elf, machine, icount, serial), capture_output=True,
+                             text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
+                             cwd=cwd)
     except subprocess.TimeoutExpired:
         raise TinymcuError(f"QEMU did not finish {elf.name} within {timeout:g} s "
                            f"(killed)") from None

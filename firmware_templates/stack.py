@@ -8,7 +8,8 @@ or dynamic with a bound) and every call edge. The bound is the deepest path from
 exception frame the core pushes (8 words, plus 4 bytes of alignment) and the handler's own
 deepest path. Recursion, indirect calls and unbounded dynamic frames (VLAs, alloca) make
 the depth unprovable and are refused. The C library routines the code calls (memcpy,
-memset, strlen: newlib's leaf assembly) are charged a fixed allowance, since their
+memset, strlen: newlib's leaf assembly; libgcc's division and 64-bit helpers on
+Cortex-M0, its soft-float routines everywhere) are charged a fixed allowance, since their
 objects carry no call-graph info. The QEMU run checks the bound against the painted
 stack's real high-water mark.
 """
@@ -19,10 +20,27 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import TinymcuError
+from tinymcu.errors import TinymcuError
 
-#: bytes charged for each leaf routine of the C library (more than any of them pushes)
-LIBC_LEAVES = {"memcpy": 64, "memset": 64, "memmove": 64, "strlen": 64}
+#: libgcc's soft-float routines (hand-written Thumb-2 leaves in ieee754-df.S / ieee754-sf.S,
+#: each pushing at most {r4-r6, lr}): the firmware is built soft-float, so a model with
+#: float32 ends (QUANTIZE/DEQUANTIZE) and the generated quantize/dequantize helpers call them
+SOFT_FLOAT = tuple(f"__aeabi_{n}" for n in (
+    "i2d", "ui2d", "f2d", "d2f", "dmul", "ddiv", "dadd", "dsub", "drsub", "d2iz", "d2uiz",
+    "dcmpeq", "dcmplt", "dcmple", "dcmpge", "dcmpgt", "dcmpun", "cdcmple", "cdrcmple",
+    "cdcmpeq", "i2f", "ui2f", "fmul", "fdiv", "fadd", "fsub", "frsub", "f2iz", "f2uiz",
+    "fcmpeq", "fcmplt", "fcmple", "fcmpge", "fcmpgt", "fcmpun", "cfcmple", "cfrcmple",
+    "cfcmpeq"))
+#: bytes charged for each leaf routine of the C library and of libgcc (more than any of
+#: them pushes): Cortex-M0 has no divide instruction and no 32x32->64 multiply, so GCC
+#: calls libgcc's helpers there; the 64-bit divisions push 28 B and call __udivmoddi4
+#: (36 B frame + 12 B locals), hence their larger allowance
+LIBC_LEAVES = {"memcpy": 64, "memset": 64, "memmove": 64, "strlen": 64,
+               **dict.fromkeys(("__aeabi_uidiv", "__aeabi_uidivmod", "__aeabi_idiv",
+                                "__aeabi_idivmod", "__aeabi_lmul", "__aeabi_llsl",
+                                "__aeabi_llsr", "__aeabi_lasr"), 64),
+               "__aeabi_ldivmod": 128, "__aeabi_uldivmod": 128,
+               **dict.fromkeys(SOFT_FLOAT, 64)}
 #: the core's exception frame: r0-r3, r12, lr, pc, xPSR, plus 4 bytes of 8-byte alignment
 #: (no floating-point context: the firmware is built soft-float)
 EXCEPTION_FRAME = 8 * 4 + 4
@@ -54,8 +72,14 @@ class CallGraph:
             if m:
                 self.calls.setdefault(m.group(1), set()).add(m.group(2))
 
+    #: the only functions an indirect call can reach (titles), when the caller knows them
+    indirect: tuple[str, ...] = ()
+
     def depth(self, fn: str, path: tuple[str, ...] = ()) -> int:
-        """Deepest stack use starting at ``fn`` (its frame plus its deepest callee)."""
+        """Deepest stack use starting at ``fn`` (its frame plus its deepest callee); an
+        indirect call costs the deepest of :attr:`indirect`."""
+        if _name(fn) == "__indirect_call":
+            return max(self.depth(t, path) for t in self.indirect)
         if fn in path:
             raise TinymcuError(f"stack depth unprovable: recursion through {fn}")
         if fn not in self.frames:
@@ -73,14 +97,22 @@ def _name(title: str) -> str:
     return title.rsplit(":", 1)[-1]
 
 
-def stack_bound(ci_files: list[Path]) -> int:
-    """Bytes of stack the firmware can ever use (see the module docstring)."""
+def stack_bound(ci_files: list[Path], indirect_targets: tuple[str, ...] = ()) -> int:
+    """Bytes of stack the firmware can ever use (see the module docstring).
+
+    ``indirect_targets``: names of the only functions the image calls through a pointer
+    (a streamed model's read function: ``main.c``'s provider and the model's own
+    ``tm_read_image``); each indirect call is charged the deepest of them. Without them
+    an indirect call makes the depth unprovable."""
     graph = CallGraph()
     for p in ci_files:
         graph.add(Path(p).read_text(errors="replace"))
+    titles = tuple(t for t in graph.frames if _name(t).split(".")[0] in indirect_targets)
+    missing = set(indirect_targets) - {_name(t).split(".")[0] for t in titles}
     for caller, callees in graph.calls.items():
-        if any(_name(c) == "__indirect_call" for c in callees):
+        if any(_name(c) == "__indirect_call" for c in callees) and (not titles or missing):
             raise TinymcuError(f"stack depth unprovable: {_name(caller)} makes an indirect call")
+    graph.indirect = titles
     if ROOT not in graph.frames:
         raise TinymcuError(f"stack depth: no {ROOT} in the call graph")
     isr = max((EXCEPTION_FRAME + graph.depth(h) for h in INTERRUPTS if h in graph.frames),

@@ -5,7 +5,8 @@ arena and returns a :class:`CheckReport`: per-op MACs/live bytes/high-water, are
 liveness lower bound, flash, and the verdict against an SRAM/flash budget. The arena figure
 is the planner's, and the planner is proven by the emulator, which runs the model inside an
 arena of exactly that size (tests check both agree). ``--target tflm`` instead predicts the
-arena the TFLM interpreter needs on a 32-bit Cortex-M (tested against TFLM's own numbers).
+smallest arena the TFLM interpreter allocates in on a 32-bit Cortex-M (``tflm-cmsis-nn``: with
+its CMSIS-NN kernels), tested against TFLM's own numbers (``benchmarks/memory``).
 """
 
 from __future__ import annotations
@@ -17,20 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import OverBudget, TinymcuError
-from . import kernels
-from .ir import Graph
-from .passes import FUSED_KIND, fold_pads, fuse_expand_depthwise
-from .planner import Plan, plan
-from .schedule import Schedule, layer_schedule
-from .tflite_reader import load_tflite
+from tinymcu import __version__
+from tinymcu.errors import TinymcuError
+from tinymcu.mcu_runtime import ops
+from tinymcu.mcu_runtime.ir import Graph
+from tinymcu.mcu_runtime.passes import FUSED_KIND
+from tinymcu.mcu_runtime.pipeline import TARGETS, candidate_schedules, load_graph, pick
+from tinymcu.mcu_runtime.planner import Plan, plan
 
 SCHEMA_VERSION = 1
-TARGETS = ("tinymcu", "tflm")
-SCHEDULES = ("layer", "patch", "auto")
-#: `--schedule patch` prefers schedules that recompute at most this share of extra MACs
-MAX_MAC_OVERHEAD = 0.15
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,7 @@ def sparse_weight_bytes(graph: Graph) -> int:
         if not t.is_const:
             continue
         if t.dtype == "int8":
-            total += (t.size + 7) // 8 + int(np.count_nonzero(t.data))
+            total += (t.size + 7) // 8 + int(np.count_nonzero(np.asarray(t.data)))
         else:
             total += t.nbytes
     return total
@@ -128,61 +124,20 @@ def usage(graph: Graph, p: Plan) -> ScheduleUsage:
     for i in range(len(sched.steps)):
         live = [n for n, (a, b) in p.lifetimes.items() if a <= i <= b]
         step_hw.append(max((p.offsets[n] + p.sizes[n] for n in live), default=0))
-    ops: dict[int, OpUsage] = {}
+    rows: dict[int, OpUsage] = {}
     total_macs = 0
     for i, step in enumerate(sched.steps):
         op = graph.ops[step.op]
         out = graph.tensors[op.outputs[0]]
-        macs = kernels.step_macs(graph, step)
+        macs = ops.step_macs(graph, step)
         total_macs += macs
-        row = ops.setdefault(step.op, OpUsage(op.index, op.kind, list(out.shape), 0, 0, 0))
+        row = rows.setdefault(step.op, OpUsage(op.index, op.kind, list(out.shape), 0, 0, 0))
         row.macs += macs
         row.live_bytes = max(row.live_bytes, p.live_bytes[i])
         row.high_water_bytes = max(row.high_water_bytes, step_hw[i])
     return ScheduleUsage(sched.kind, p.arena_bytes, p.lower_bound, total_macs,
-                         sorted(ops.values(), key=lambda o: o.index), list(p.live_bytes),
+                         sorted(rows.values(), key=lambda o: o.index), list(p.live_bytes),
                          step_hw, dict(sched.info))
-
-
-def candidate_schedules(graph: Graph, kind: str, sram_bytes: int
-                        ) -> tuple[dict[str, Schedule], str | None]:
-    """The schedules ``--schedule kind`` compares, and a note when no patch schedule applies.
-
-    Always op by op; plus for "patch" the lowest-peak patch schedule within
-    ``MAX_MAC_OVERHEAD`` extra MACs (the lowest-peak one at any cost if none is that cheap),
-    for "auto" the cheapest patch schedule that fits when op by op does not.
-    """
-    if kind not in SCHEDULES:
-        raise TinymcuError(f"unknown schedule {kind!r}; choose from {', '.join(SCHEDULES)}")
-    out = {"layer": layer_schedule(graph)}
-    if kind == "layer":
-        return out, None
-    from . import patch
-
-    try:
-        if kind == "patch":
-            try:
-                found = patch.search(graph, objective="peak", max_overhead=MAX_MAC_OVERHEAD)
-            except OverBudget:
-                found = patch.search(graph, objective="peak")
-            out["patch"] = found.schedule
-        else:
-            auto = patch.auto_schedule(graph, sram_bytes)
-            if auto.kind == "patch":
-                out["patch"] = auto
-    except TinymcuError as e:
-        return out, str(e)
-    return out, None
-
-
-def pick(kind: str, costs: dict[str, tuple[int, int]], sram_bytes: int) -> str:
-    """Which schedule runs: (arena, MACs) per candidate; auto takes the fewest MACs that fit."""
-    if kind != "auto":
-        return kind if kind in costs else "layer"
-    fitting = [n for n, (arena, _) in costs.items() if arena <= sram_bytes]
-    if fitting:
-        return min(fitting, key=lambda n: costs[n][1])
-    return min(costs, key=lambda n: costs[n][0])
 
 
 def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
@@ -190,11 +145,11 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
                 fuse: bool = False) -> CheckReport:
     """Plan ``path`` under ``budget`` and decide whether it fits. Pure: writes nothing.
 
-    ``fuse``: plan with the expand + depthwise pairs fused (see :func:`load_graph`)."""
+    ``fuse``: plan with the expand + depthwise pairs fused (see ``pipeline.load_graph``)."""
     if target not in TARGETS:
         raise TinymcuError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    if target == "tflm" and schedule != "layer":
-        raise TinymcuError("TFLM runs op by op: --target tflm takes only --schedule layer")
+    if target.startswith("tflm") and schedule != "layer":
+        raise TinymcuError(f"TFLM runs op by op: --target {target} takes only --schedule layer")
     path = Path(path)
     data, graph = load_graph(path, target, fuse)
     model = Model(path.stem, str(path), hashlib.sha256(data).hexdigest(), len(data),
@@ -206,7 +161,7 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
     chosen = schedules[pick(schedule, {n: (s.arena_bytes, s.macs) for n, s in schedules.items()},
                             budget.sram_bytes)]
 
-    if target == "tflm":
+    if target.startswith("tflm"):
         flash, flash_what = len(data), "the .tflite model array"
     else:
         flash, flash_what = graph.weight_bytes(), "weights and biases"
@@ -243,37 +198,3 @@ def apply_baseline(report: CheckReport, baseline: dict[str, Any],
         report.fits = False
         report.verdict = msg if report.verdict == "fits" else f"{report.verdict}; {msg}"
     return report
-
-
-def load_graph(path: Path, target: str = "tinymcu", fuse: bool = False
-               ) -> tuple[bytes, Graph]:
-    """Read and parse a .tflite; every error names the file (one line, exit 2).
-
-    For our own runtime (``target="tinymcu"``) PAD ops are folded into the convs that read
-    them (``passes.fold_pads``): its kernels pad inside the window loop, so the padded copy
-    never exists. TFLM executes the PAD op, so ``"tflm"`` keeps the graph as written.
-    ``fuse`` (tinymcu only) also runs each stride-2 inverted bottleneck's 1×1 expand and
-    depthwise channel by channel (``passes.fuse_expand_depthwise``). It is opt-in so that
-    the default per-layer figure stays the op-by-op one TFLM and MCUNetV2 compare against.
-    """
-    if target not in TARGETS:
-        raise TinymcuError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    if fuse and target != "tinymcu":
-        raise TinymcuError("TFLM runs the ops as written: --fuse needs --target tinymcu")
-    data = read_model(path)
-    try:
-        graph = load_tflite(data)
-    except TinymcuError as e:
-        raise TinymcuError(f"{path}: {e}") from None
-    if target != "tinymcu":
-        return data, graph
-    graph = fold_pads(graph)
-    return data, fuse_expand_depthwise(graph) if fuse else graph
-
-
-def read_model(path: Path) -> bytes:
-    if not path.exists():
-        raise TinymcuError(f"{path}: no such file")
-    if path.is_dir():
-        raise TinymcuError(f"{path}: is a directory, expected a .tflite file")
-    return path.read_bytes()

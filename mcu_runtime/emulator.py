@@ -13,6 +13,17 @@ Liveness is recomputed here from the schedule (first step touching a buffer to t
 graph inputs from step 0, graph outputs to the end) rather than taken from the plan, so the
 emulator checks the planner instead of trusting it.
 
+State: the buffers of state tensors (``Tensor.is_variable``) live over the whole schedule.
+``emulate`` loads them from ``state`` (default: reset, as TFLM's ``ResetVariableTensors``)
+before step 0 and returns their final bytes in ``EmulationResult.state``, so a caller runs
+consecutive invocations of a stateful model (SVDF, LSTM) by handing each run's state to the
+next (:func:`emulate_sequence`), exactly as TFLM keeps its variables between ``Invoke`` calls.
+A stateful op's ``run`` returns its new state after its outputs; it is written back into the
+state buffer at once.
+=======
+Streamed inputs (``patch.streamed_schedule``): a ``stream`` buffer is filled from the input
+array right before the one step that reads it, as the C runtime's read function does.
+
 Patch steps: a buffer with a ``region`` holds that H×W box of its tensor; the step reads its
 ``in_region`` out of each activation input buffer, runs the kernel with the explicit ``pad``,
 and writes the ``out_region`` box of the output into the output buffer (a tile buffer or the
@@ -26,11 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import TinymcuError
-from . import kernels
-from .ir import Graph
-from .planner import buffer_lifetimes
-from .schedule import Buffer, Region, Schedule
+from tinymcu.errors import TinymcuError
+from tinymcu.mcu_runtime import ops
+from tinymcu.mcu_runtime.ir import Graph
+from tinymcu.mcu_runtime.planner import buffer_lifetimes
+from tinymcu.mcu_runtime.schedule import Buffer, Region, Schedule
 
 
 @dataclass
@@ -43,6 +54,8 @@ class EmulationResult:
     steps: int
     #: per step, the highest arena byte of the buffers (and scratch) live at that step
     step_high_water: list[int] = field(default_factory=list)
+    #: state tensor → its value after the run (what the next invocation starts from)
+    state: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,7 +78,7 @@ def unshared_plan(graph: Graph, schedule: Schedule) -> UnsharedPlan:
         offsets[name] = end
         end += buf.nbytes
     for i, step in enumerate(schedule.steps):
-        n = kernels.step_scratch(graph, step)
+        n = ops.step_scratch(graph, step)
         if n:
             offsets[f"scratch@{i}"] = end
             end += n
@@ -113,13 +126,21 @@ def _box(arr: np.ndarray, holder: Region | None, box: Region) -> tuple[slice, sl
     return slice(box.y0 - y0, box.y1 - y0), slice(box.x0 - x0, box.x1 - x0)
 
 
+def _whole(bufs: dict[str, Buffer], t: int, what: str) -> str:
+    name = next((n for n, b in bufs.items() if b.tensor == t and b.region is None), None)
+    if name is None:
+        raise TinymcuError(f"the schedule has no whole buffer for {what} {t}")
+    return name
+
+
 def emulate(graph: Graph, plan: Any, inputs: list[np.ndarray], seed: int = 0,
-            junk: bool = True) -> EmulationResult:
+            junk: bool = True, state: dict[int, np.ndarray] | None = None) -> EmulationResult:
     """Run ``plan.schedule`` of ``graph`` on ``inputs`` inside an arena laid out by ``plan``.
 
     ``plan`` is any object with ``schedule``, ``offsets`` and ``arena_bytes`` (the planner's
     :class:`~.planner.Plan`). ``junk=False`` disables the junk fill (only useful to show
-    that a corrupting plan is caught *because* of it).
+    that a corrupting plan is caught *because* of it). ``state`` holds the value of each
+    state tensor at the start (a previous run's ``EmulationResult.state``); None resets it.
     """
     schedule: Schedule = plan.schedule
     if len(inputs) != len(graph.inputs):
@@ -129,6 +150,7 @@ def emulate(graph: Graph, plan: Any, inputs: list[np.ndarray], seed: int = 0,
     lifetimes = buffer_lifetimes(graph, schedule)
     bufs = schedule.buffers
 
+    images: dict[int, np.ndarray] = {}
     for t, x in zip(graph.inputs, inputs, strict=True):
         tensor = graph.tensors[t]
         x = np.asarray(x)
@@ -136,17 +158,25 @@ def emulate(graph: Graph, plan: Any, inputs: list[np.ndarray], seed: int = 0,
             raise TinymcuError(f"input tensor {t} needs shape {tensor.shape}, got {x.shape}")
         if x.dtype != np.dtype(tensor.dtype):
             raise TinymcuError(f"input tensor {t} is {tensor.dtype}, got {x.dtype}")
+        images[t] = x.astype(tensor.dtype).reshape(tensor.shape)
+        if any(b.tensor == t and b.stream for b in bufs.values()):
+            continue  # streamed: each tile is read from the caller's image before its step
         name = next((n for n, b in bufs.items() if b.tensor == t and b.region is None), None)
         if name is None:
             raise TinymcuError(f"the schedule has no whole buffer for graph input {t}")
-        arena.view(bufs[name])[...] = x.astype(tensor.dtype).reshape(tensor.shape)
+        arena.view(bufs[name])[...] = images[t]
+    variables = graph.variables()
+    for t in variables:
+        start = graph.tensors[t].reset_array() if state is None or t not in state else state[t]
+        arena.view(bufs[_whole(bufs, t, "state tensor")])[...] = np.asarray(start).reshape(
+            graph.tensors[t].shape)
 
     step_high: list[int] = []
     for i, step in enumerate(schedule.steps):
         op = graph.ops[step.op]
-        kernel = kernels.get(op.kind)
+        kernel = ops.get(op.kind)
         scratch = f"scratch@{i}"
-        scratch_n = kernels.step_scratch(graph, step)
+        scratch_n = ops.step_scratch(graph, step)
         live = _live_spans(arena, bufs, lifetimes, i)
         if scratch_n and scratch in arena.offsets:
             live.append(arena.span(scratch, scratch_n))
@@ -156,6 +186,13 @@ def emulate(graph: Graph, plan: Any, inputs: list[np.ndarray], seed: int = 0,
             if scratch_n and scratch in arena.offsets:
                 lo, hi = arena.span(scratch, scratch_n)
                 arena.bytes[lo:hi] = junk_source.take(hi - lo)
+        for name in step.io.values():
+            buf = bufs[name]
+            if buf.stream:  # the read function's rows, after the junk fill like the C
+                src = images[buf.tensor]
+                if buf.region is not None:
+                    src = src[:, buf.region.y0:buf.region.y1, buf.region.x0:buf.region.x1, :]
+                arena.view(buf)[...] = src
         args: list[np.ndarray | None] = []
         for t in op.inputs:
             if t < 0:
@@ -173,7 +210,14 @@ def emulate(graph: Graph, plan: Any, inputs: list[np.ndarray], seed: int = 0,
                     arr = arr[:, ys, xs, :]
                 args.append(arr.copy())
         results = kernel.run(op, graph, args, pad=step.pad)
-        for t, y in zip(op.outputs, results, strict=True):
+        state_in = [op.inputs[k] for k in kernel.state_inputs(op)]
+        if len(results) != len(op.outputs) + len(state_in):
+            raise TinymcuError(f"step {i} (op {op.index} {op.kind}) returned {len(results)} "
+                               f"arrays for {len(op.outputs)} outputs and {len(state_in)} "
+                               "state tensors")
+        for t, y in zip(state_in, results[len(op.outputs):], strict=True):
+            arena.view(bufs[step.io[t]])[...] = y.reshape(graph.tensors[t].shape)
+        for t, y in zip(op.outputs, results[:len(op.outputs)], strict=True):
             buf = bufs[step.io[t]]
             dst = arena.view(buf)
             if step.out_region is not None:
@@ -189,14 +233,22 @@ def emulate(graph: Graph, plan: Any, inputs: list[np.ndarray], seed: int = 0,
             if junk:
                 arena.bytes[lo:hi] = junk_source.take(hi - lo)
 
-    outputs = []
-    for t in graph.outputs:
-        name = next((n for n, b in bufs.items() if b.tensor == t and b.region is None), None)
-        if name is None:
-            raise TinymcuError(f"the schedule has no whole buffer for graph output {t}")
-        outputs.append(arena.view(bufs[name]).copy())
+    outputs = [arena.view(bufs[_whole(bufs, t, "graph output")]).copy() for t in graph.outputs]
+    final = {t: arena.view(bufs[_whole(bufs, t, "state tensor")]).copy() for t in variables}
     return EmulationResult(outputs, arena.touched, int(arena.bytes.size), len(schedule.steps),
-                           step_high)
+                           step_high, final)
+
+
+def emulate_sequence(graph: Graph, plan: Any, input_sets: list[list[np.ndarray]],
+                     seed: int = 0) -> list[EmulationResult]:
+    """Consecutive invocations from a reset state, each starting from the state the one
+    before left (what TFLM computes when ``Invoke`` runs again without a reset)."""
+    out: list[EmulationResult] = []
+    state: dict[int, np.ndarray] | None = None
+    for k, inputs in enumerate(input_sets):
+        out.append(emulate(graph, plan, inputs, seed=seed + k, state=state))
+        state = out[-1].state
+    return out
 
 
 def _live_spans(arena: _Arena, bufs: dict[str, Buffer], lifetimes: dict[str, tuple[int, int]],

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import TinymcuError
+from tinymcu.errors import TinymcuError
 
 _U16 = struct.Struct("<H")
 _I32 = struct.Struct("<i")

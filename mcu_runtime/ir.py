@@ -49,7 +49,13 @@ class Quant:
 
 @dataclass
 class Tensor:
-    """One tensor of the graph. ``data`` is set for constants (weights, biases, shapes)."""
+    """One tensor of the graph. ``data`` is set for constants (weights, biases, shapes).
+
+    ``is_variable`` marks a state tensor (TFLite ``is_variable``: SVDF's activation state,
+    LSTM's hidden and cell state): no op writes it as an output; the op that reads it
+    updates it in place, and its value survives from one invocation to the next. It starts
+    (and is reset to) :attr:`reset_value` bytes, as TFLM's ``ResetVariableTensors`` does.
+    """
 
     index: int
     name: str
@@ -57,6 +63,7 @@ class Tensor:
     dtype: str
     quant: Quant | None = None
     data: np.ndarray | None = None
+    is_variable: bool = False
 
     @property
     def is_const(self) -> bool:
@@ -69,6 +76,18 @@ class Tensor:
     @property
     def nbytes(self) -> int:
         return self.size * DTYPE_SIZE[self.dtype]
+
+    @property
+    def reset_value(self) -> int:
+        """The value every element of a state tensor starts at: an int8 tensor's zero point
+        (TFLM memsets int8 variables to it), 0 for any other type."""
+        if self.dtype == "int8" and self.quant is not None:
+            return int(self.quant.zero_point.ravel()[0])
+        return 0
+
+    def reset_array(self) -> np.ndarray:
+        """A state tensor's value after a reset."""
+        return np.full(self.shape, self.reset_value, dtype=self.dtype)
 
 
 @dataclass
@@ -117,6 +136,11 @@ class Graph:
         used.update(self.inputs)
         used.update(self.outputs)
         return [t for t in self.tensors if t.index in used and not t.is_const]
+
+    def variables(self) -> list[int]:
+        """State tensors (``is_variable``) that some op reads, in index order."""
+        used = {t for op in self.ops for t in op.inputs if t >= 0}
+        return [t.index for t in self.tensors if t.is_variable and t.index in used]
 
     def weight_bytes(self) -> int:
         """Bytes of constant data (what goes to flash, dense storage)."""

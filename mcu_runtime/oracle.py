@@ -53,11 +53,12 @@ def _tflm_outputs(interp: Any) -> list[np.ndarray]:
 
 
 def _child_tflm(model_path: str, input_sets: list[list[np.ndarray]],
-                arena_size: int | None) -> list[list[np.ndarray]]:
+                arena_size: int | None, reset: bool = True) -> list[list[np.ndarray]]:
     interp = _tflm_interpreter(model_path, arena_size)
     results = []
     for inputs in input_sets:
-        interp.reset()
+        if reset:  # reset() also zeroes the variable (state) tensors
+            interp.reset()
         for i, x in enumerate(inputs):
             interp.set_input(x, i)
         interp.invoke()
@@ -160,6 +161,14 @@ def tflm_invoke_batch(model_path: str | Path, input_sets: list[list[np.ndarray]]
                       arena_size: int | None = None) -> list[list[np.ndarray]]:
     """Run TFLM once per input set (one child, one interpreter); outputs per set."""
     value, _ = _run_child("tflm", str(model_path), _as_sets(input_sets), arena_size)
+    return value
+
+
+def tflm_invoke_sequence(model_path: str | Path, input_sets: list[list[np.ndarray]],
+                         arena_size: int | None = None) -> list[list[np.ndarray]]:
+    """Run TFLM on the input sets one after the other *without* a reset in between, so a
+    stateful model (SVDF, LSTM) carries its variables from each invocation to the next."""
+    value, _ = _run_child("tflm", str(model_path), _as_sets(input_sets), arena_size, False)
     return value
 
 

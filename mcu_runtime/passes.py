@@ -10,7 +10,7 @@ the copy. TFLM runs the PAD op as written, so the ``tflm`` target keeps the unfo
 An inverted bottleneck expands channels with a 1×1 conv and then runs a depthwise conv on
 the expanded tensor; with a stride-2 depthwise that tensor is the block's peak and is 4× its
 output. :func:`fuse_expand_depthwise` turns such a pair into one ``EXPAND_DEPTHWISE`` op that
-runs channel by channel (``kernels/expand_depthwise.py``), so the expanded tensor never
+runs channel by channel (``ops/expand_depthwise/``), so the expanded tensor never
 exists — only where that lowers the pair's peak.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from .ir import Graph, Op
-from .kernels.padding import effective_size
-from .regions import pad_widths
+from tinymcu.mcu_runtime.geometry import effective_size
+from tinymcu.mcu_runtime.ir import Graph, Op
+from tinymcu.mcu_runtime.ops.pad import pad_widths
 
 #: window ops that pad with the input zero point, exactly what a PAD adds. Pools are left
 #: alone: AVERAGE_POOL_2D excludes padding from its divisor while a PAD's pixels count, and
@@ -96,7 +96,7 @@ def fold_pads(graph: Graph) -> Graph:
         if pads is not None:
             folded[readers[0].index] = (op.inputs[0], pads)
             dropped.add(op.index)
-    ops = []
+    ops: list[Op] = []
     for op in graph.ops:
         if op.index in dropped:
             continue
@@ -108,7 +108,7 @@ def fold_pads(graph: Graph) -> Graph:
     return Graph(list(graph.tensors), ops, list(graph.inputs), list(graph.outputs), graph.name)
 
 
-FUSED_KIND = "EXPAND_DEPTHWISE"  # kernels.INTERNAL_KINDS
+FUSED_KIND = "EXPAND_DEPTHWISE"  # ops/expand_depthwise (an internal kind)
 
 
 def fusable(expand: Op, dw: Op, graph: Graph) -> bool:
@@ -153,7 +153,7 @@ def fuse_expand_depthwise(graph: Graph) -> Graph:
         if len(readers) == 1 and fusable(op, readers[0], graph):
             fused[readers[0].index] = op
     dropped = {op.index for op in fused.values()}
-    ops = []
+    ops: list[Op] = []
     for op in graph.ops:
         if op.index in dropped:
             continue

@@ -19,18 +19,18 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import OverBudget, TinymcuError
-from .ir import Graph, Op
-from .regions import (
+from tinymcu.errors import OverBudget, TinymcuError
+from tinymcu.mcu_runtime.ir import Graph, Op
+from tinymcu.mcu_runtime.ops.pad import pad_widths
+from tinymcu.mcu_runtime.regions import (
     PAD_KINDS,
     POINTWISE_KINDS,
     WINDOW_KINDS,
     grid,
     input_span,
-    pad_widths,
     window,
 )
-from .schedule import Buffer, Region, Schedule, Step, buffer_name, layer_schedule
+from tinymcu.mcu_runtime.schedule import Buffer, Region, Schedule, Step, buffer_name, layer_schedule
 
 #: ops a patch stage may contain: each output pixel depends on a bounded input box
 STAGE_KINDS = POINTWISE_KINDS | WINDOW_KINDS | PAD_KINDS
@@ -118,8 +118,8 @@ class _Facts:
     """Per-graph facts every candidate needs, computed once per search."""
 
     def __init__(self, graph: Graph) -> None:
-        from . import kernels
-        from .planner import ALIAS_KINDS
+        from tinymcu.mcu_runtime import ops
+        from tinymcu.mcu_runtime.planner import ALIAS_KINDS
 
         self.graph = graph
         self.acts = {t.index for t in graph.activations()}
@@ -132,8 +132,8 @@ class _Facts:
                    for op in graph.ops]
         self.windows = [window(op, graph) if _stage_op_problem(op, graph) is None else None
                         for op in graph.ops]
-        self.kernels = [kernels.get(op.kind) for op in graph.ops]
-        self.macs_split = [kernels.macs_split(op, graph) for op in graph.ops]
+        self.kernels = [ops.get(op.kind) for op in graph.ops]
+        self.macs_split = [ops.macs_split(op, graph) for op in graph.ops]
         self.macs = [a + b for a, b in self.macs_split]
         self.inplace = [op.kind in ALIAS_KINDS or k.inplace(op, graph)
                         for k, op in zip(self.kernels, graph.ops)]
@@ -218,7 +218,7 @@ class _Walk:
 
     def _share(self, op: Op, macs: int, which: int, tensor: int) -> int:
         """``macs`` spread over the tiles by the area of each step's output (``which`` 0) or
-        input region (1), the way ``kernels.step_macs`` charges a single step."""
+        input region (1), the way ``ops.step_macs`` charges a single step."""
         shape = self.facts.graph.tensors[tensor].shape
         hy = np.array([r[which][1] - r[which][0] for r in self.span[0][op.index]], np.int64)
         wx = np.array([r[which][1] - r[which][0] for r in self.span[1][op.index]], np.int64)
@@ -247,10 +247,13 @@ class _Walk:
         for op in self.stage:
             ins, outs = f.act_inputs[op.index], op.outputs
             step = sum(size(t) for t in set(ins))
-            if f.scratch[op.index] and ins:
-                # the stage ops with scratch (in-place depthwise, EXPAND_DEPTHWISE) need one
-                # channel of the input region they read. That region is at least the output
-                # tile, so one output-tile channel keeps this a lower bound.
+            if f.scratch[op.index] and ins and op.kind == "CONV_2D":
+                # a window conv's im2col columns: the same bytes on every tile
+                step = step + f.kernels[op.index].scratch_bytes(op, graph)
+            elif f.scratch[op.index] and ins:
+                # the other stage ops with scratch (in-place depthwise, EXPAND_DEPTHWISE)
+                # need one channel of the input region they read. That region is at least
+                # the output tile, so one output-tile channel keeps this a lower bound.
                 step = step + self._lengths(outs[0]) // graph.tensors[outs[0]].shape[-1]
             if f.inplace[op.index] and ins:
                 step = step - size(ins[0]) + np.maximum(size(ins[0]), size(outs[0]))
@@ -316,33 +319,70 @@ def patch_schedule(graph: Graph, split: int, grid_size: int) -> Schedule:
 
 def schedule_macs(graph: Graph, schedule: Schedule) -> int:
     """Multiply-accumulates of a schedule: a tile step costs its share of the full op."""
-    from .kernels import step_macs
+    from tinymcu.mcu_runtime.ops import step_macs
 
     return sum(step_macs(graph, step) for step in schedule.steps)
 
 
 def liveness_peak(graph: Graph, schedule: Schedule) -> int:
     """The planner's liveness lower bound for ``schedule`` (see ``planner.liveness_bound``)."""
-    from . import planner
+    from tinymcu.mcu_runtime import planner
 
     return planner.liveness_bound(graph, schedule)
 
 
 def without_inputs(graph: Graph, schedule: Schedule) -> Schedule:
-    """The schedule with the graph input buffers made zero-sized.
+    """The schedule planned "without the input image": :func:`streamed_schedule`.
 
     MCUNetV2 and TinyEngine count activation memory without the input image (it is
-    streamed from the camera or flash patch by patch); planning this variant gives that
-    figure from the same planner.
+    streamed from the camera or flash patch by patch) and leave it out entirely; tinymcu
+    counts what streaming really keeps in SRAM — each step's input tile, for that step —
+    so the figure is the arena the generated code runs in (``codegen --stream``), not an
+    accounting convention. It is never below the convention's figure, and equal to it
+    whenever no input tile is live at the peak step.
     """
-    names = {buffer_name(t) for t in graph.inputs}
-    buffers = {n: replace(b, nbytes=0) if n in names else b for n, b in schedule.buffers.items()}
-    return Schedule(schedule.kind, schedule.steps, buffers, dict(schedule.info))
+    return streamed_schedule(graph, schedule)
+
+
+def streamed_schedule(graph: Graph, schedule: Schedule) -> Schedule:
+    """``schedule`` with the graph input streamed.
+
+    Every step that reads a graph input gets its own tile buffer ``in@{step}`` holding just
+    the rows and columns it reads (its ``in_region``, or the whole tensor for a step on
+    the whole input), marked ``stream``: the caller's read function fills it right before
+    that step (``tinymcu_run_streamed``, the emulator likewise), so it lives for that step
+    only. The whole input buffer is gone. Planned, the arena is what the firmware really
+    needs; it exceeds the input-free count of MCUNetV2 only by the input tiles that are
+    live at the peak step (often none: the first stage's tiles sit in memory that is free
+    while they are read).
+    """
+    inputs = set(graph.inputs)
+    buffers = {n: b for n, b in schedule.buffers.items() if b.tensor not in inputs}
+    steps = []
+    for i, step in enumerate(schedule.steps):
+        io = dict(step.io)
+        in_region = step.in_region
+        for t in sorted(set(io) & inputs):
+            tensor = graph.tensors[t]
+            spatial = len(tensor.shape) == 4 and tensor.shape[0] == 1
+            if step.in_region is not None and not spatial:
+                raise TinymcuError(f"step {i} tiles input tensor {t}, which is not a batch-1 "
+                                   f"NHWC map")
+            region = in_region or (Region(0, tensor.shape[1], 0, tensor.shape[2]) if spatial
+                                   else None)
+            nbytes = (region.h * region.w * tensor.shape[3] * np.dtype(tensor.dtype).itemsize
+                      if region is not None else tensor.nbytes)
+            name = f"in@{i}"
+            buffers[name] = Buffer(name, t, nbytes, region, stream=True)
+            io[t] = name
+        steps.append(replace(step, io=io))
+    info = {**schedule.info, "streamed": True}
+    return Schedule(schedule.kind, steps, buffers, info)
 
 
 def arena_bytes(graph: Graph, schedule: Schedule, count_input: bool = True) -> int:
     """The planner's arena for ``schedule``, optionally without the input image."""
-    from .planner import plan
+    from tinymcu.mcu_runtime.planner import plan
 
     return plan(graph, schedule if count_input else without_inputs(graph, schedule)).arena_bytes
 

@@ -6,7 +6,10 @@ model inside an arena of exactly ``Plan.arena_bytes`` at these offsets, so a wro
 corrupts live data and shows up as a mismatch with TFLM: the emulator is the planner's proof.
 
 Lifetimes. A buffer lives from the first step that writes it to the last step that reads
-it (inclusive); graph inputs live from step 0, graph outputs to the last step. Two buffers
+it (inclusive); graph inputs live from step 0, graph outputs to the last step. A state
+tensor (``Tensor.is_variable``: SVDF/LSTM state) lives over the whole schedule, so no other
+buffer ever overlaps it and its bytes survive from one invocation to the next, as TFLM
+keeps variables in their own persistent allocation; it is never merged in place. Two buffers
 *conflict* when their lifetimes share a step, so an op's input and output never share
 memory unless the op runs in place.
 
@@ -37,19 +40,19 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import TinymcuError
-from . import kernels
-from .ir import Graph, Op
-from .schedule import Schedule
+from tinymcu.errors import TinymcuError
+from tinymcu.mcu_runtime import ops
+from tinymcu.mcu_runtime.ir import Graph, Op
+from tinymcu.mcu_runtime.schedule import Schedule
 
-TARGETS = ("tinymcu", "tflm")
+TARGETS = ("tinymcu", "tflm", "tflm-cmsis-nn")
 STRATEGIES = ("best", "greedy_by_size", "first_fit_by_size", "best_fit_by_area")
 
 #: byte alignment of every buffer, per target (see the module docstring)
-ALIGNMENT = {"tinymcu": 4, "tflm": 16}
+ALIGNMENT = {"tinymcu": 4, "tflm": 16, "tflm-cmsis-nn": 16}
 
 #: ops whose output is the input's bytes under a new shape
-ALIAS_KINDS = frozenset({"RESHAPE", "SQUEEZE"})
+ALIAS_KINDS = ops.alias_kinds()
 
 #: how many order perturbations ``best`` tries when it is not yet at the lower bound
 SEARCH_ITERS = 48
@@ -80,8 +83,10 @@ class Plan:
     buffer ``scratch@{step}``. Buffers in one in-place slot share an offset; ``slots`` maps
     each buffer to the name of its slot's first buffer. ``live_bytes[i]`` is the bytes of
     slots alive at step ``i``; ``lower_bound`` their maximum, which no placement can beat.
-    For the ``tflm`` target, ``persistent_bytes`` is TFLM's predicted persistent tail, which
-    ``arena_bytes`` and ``lower_bound`` include (TFLM needs both in one arena).
+    For the ``tflm`` targets, ``persistent_bytes`` is what TFLM's arena needs beyond the
+    planned head: its persistent tail plus any temporary allocation (Prepare, planning)
+    that peaks above the two; ``arena_bytes`` and ``lower_bound`` include it, so
+    ``arena_bytes`` is the smallest arena TFLM allocates in.
     """
 
     schedule: Schedule
@@ -238,8 +243,9 @@ def buffer_lifetimes(graph: Graph, schedule: Schedule) -> dict[str, tuple[int, i
     """(first, last) step touching each schedule buffer the steps use.
 
     The first touch is a write (or a read of a graph input) and the last a read (or the
-    final write of a buffer nobody reads). Graph-input buffers start at step 0 and
-    graph-output buffers end at the last step.
+    final write of a buffer nobody reads). Graph-input buffers start at step 0 (streamed
+    input tiles, filled right before their one step, do not) and graph-output buffers end
+    at the last step.
     """
     first: dict[str, int] = {}
     last: dict[str, int] = {}
@@ -248,12 +254,15 @@ def buffer_lifetimes(graph: Graph, schedule: Schedule) -> dict[str, tuple[int, i
             first.setdefault(b, i)
             last[b] = i
     n = len(schedule.steps)
+    state = set(graph.variables())
     for name, buf in schedule.buffers.items():
-        if buf.tensor in graph.inputs and name in first:
+        if buf.tensor in graph.inputs and name in first and not buf.stream:
             first[name] = 0
         if buf.tensor in graph.outputs:
             first.setdefault(name, 0)
             last[name] = n - 1
+        if buf.tensor in state and name in first:
+            first[name], last[name] = 0, n - 1
     return {b: (first[b], last[b]) for b in first}
 
 
@@ -280,26 +289,31 @@ class _Slots:
 
 
 def _runs_in_place(op: Op, graph: Graph) -> bool:
-    return op.kind in ALIAS_KINDS or kernels.get(op.kind).inplace(op, graph)
+    return op.kind in ALIAS_KINDS or ops.get(op.kind).inplace(op, graph)
 
 
 def _inplace_slots(graph: Graph, schedule: Schedule, lifetimes: dict[str, tuple[int, int]],
                    sizes: dict[str, int]) -> _Slots:
     slots = _Slots(lifetimes, sizes)
     graph_inputs = {b for b, buf in schedule.buffers.items() if buf.tensor in graph.inputs}
+    state = set(graph.variables())
+    graph_inputs |= {b for b, buf in schedule.buffers.items() if buf.tensor in state}
     graph_outputs = {b for b, buf in schedule.buffers.items()
-                     if buf.tensor in graph.outputs and b in lifetimes}
+                     if (buf.tensor in graph.outputs or buf.tensor in state) and b in lifetimes}
     for i, step in enumerate(schedule.steps):
         op = graph.ops[step.op]
         if not op.inputs or not op.outputs:
             continue
-        src, dst = step.io.get(op.inputs[0]), step.io.get(op.outputs[0])
+        k = ops.get(op.kind).inplace_source(op)
+        if k >= len(op.inputs):
+            continue
+        src, dst = step.io.get(op.inputs[k]), step.io.get(op.outputs[0])
         if src is None or dst is None or src == dst or dst in graph_inputs:
             continue
         root = slots.find(src)
         if slots.span[root][1] != i or lifetimes[dst][0] != i or slots.find(dst) != dst:
             continue
-        others = {step.io[t] for t in op.inputs[1:] if t in step.io} - {src}
+        others = {step.io[t] for j, t in enumerate(op.inputs) if j != k and t in step.io} - {src}
         if any(slots.find(b) == root for b in others | graph_outputs):
             continue  # another input shares the memory, or a result must survive to the end
         if sizes[dst] > slots.size[root]:
@@ -316,12 +330,15 @@ def plan(graph: Graph, schedule: Schedule, strategy: str = "best", target: str =
     ``target="tinymcu"``: our runtime (in-place, our kernels' scratch, 4-byte alignment).
     ``target="tflm"``: TFLM's own plan (no in-place, its reference kernels' scratch,
     greedy-by-size, 16-byte alignment) plus its persistent allocations for a CPU with
-    ``pointer_bytes``-byte pointers (4 on Cortex-M) — see :mod:`.tflm_arena`.
+    ``pointer_bytes``-byte pointers (4 on Cortex-M), sized to the smallest arena TFLM
+    allocates in — see :mod:`.tflm_arena`; ``"tflm-cmsis-nn"`` the same with TFLM's
+    CMSIS-NN kernels (their scratch buffers and OpData).
     """
-    if target == "tflm":
-        from .tflm_arena import tflm_plan
+    if target in ("tflm", "tflm-cmsis-nn"):
+        from tinymcu.mcu_runtime.tflm_arena import tflm_plan
 
-        return tflm_plan(graph, schedule, pointer_bytes=pointer_bytes)
+        return tflm_plan(graph, schedule, pointer_bytes=pointer_bytes,
+                         kernels="cmsis-nn" if target == "tflm-cmsis-nn" else "reference")
     if target not in TARGETS:
         raise TinymcuError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if strategy not in STRATEGIES:
@@ -341,7 +358,7 @@ def _intervals(graph: Graph, schedule: Schedule, align: int
     slots = _inplace_slots(graph, schedule, lifetimes, sizes)
     intervals = [Interval(r, slots.size[r], *slots.span[r]) for r in slots.span]
     for i, step in enumerate(schedule.steps):
-        n = align_up(kernels.step_scratch(graph, step), align)
+        n = align_up(ops.step_scratch(graph, step), align)
         if n:
             name = f"scratch@{i}"
             intervals.append(Interval(name, n, i, i))

@@ -14,95 +14,26 @@ is pure padding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from tinymcu.mcu_runtime import ops
+from tinymcu.mcu_runtime.geometry import Window, same_pad_before
+from tinymcu.mcu_runtime.ir import Graph, Op
+from tinymcu.mcu_runtime.schedule import Region
 
-import numpy as np
-
-from ..errors import TinymcuError
-from .ir import Graph, Op
-from .schedule import Region
+__all__ = ["PAD_KINDS", "POINTWISE_KINDS", "WINDOW_KINDS", "Window", "grid", "input_region",
+           "input_span", "same_pad_before", "window"]
 
 #: ops computed pixel by pixel: output pixel (y, x) reads only input pixel (y, x)
-POINTWISE_KINDS = frozenset({
-    "ADD", "SUB", "MUL", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH",
-    "HARD_SWISH", "QUANTIZE", "DEQUANTIZE", "CONCATENATION",
-})
+POINTWISE_KINDS = ops.tiling_kinds("pointwise")
 #: ops with a sliding window over H and W (EXPAND_DEPTHWISE: a 1×1 conv fused into the
 #: depthwise that reads it, ``passes.fuse_expand_depthwise``; its window is the depthwise's)
-WINDOW_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
-                          "EXPAND_DEPTHWISE"})
-#: explicit padding ops: a window of 1 shifted by the leading H/W pad (see :func:`window`)
-PAD_KINDS = frozenset({"PAD", "PADV2"})
-
-
-@dataclass(frozen=True)
-class Window:
-    """How one op maps output rows/columns to input rows/columns.
-
-    Output index ``o`` reads input indices ``o*stride - before + i*dilation`` for
-    ``i < kernel``; indices outside ``[0, size)`` are the op's padding.
-    """
-
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    before: tuple[int, int]
-    in_size: tuple[int, int]
-
-    def span(self, axis: int) -> int:
-        return (self.kernel[axis] - 1) * self.dilation[axis] + 1
-
-
-def same_pad_before(in_size: int, out_size: int, kernel: int, stride: int, dilation: int) -> int:
-    """Leading padding of TFLite's SAME scheme (the smaller half goes first)."""
-    span = (kernel - 1) * dilation + 1
-    return max((out_size - 1) * stride + span - in_size, 0) // 2
-
-
-def pad_widths(op: Op, graph: Graph) -> list[tuple[int, int]] | None:
-    """(before, after) per axis of a PAD/PADV2 op, or None if its paddings are not constant."""
-    paddings = graph.tensors[op.inputs[1]]
-    if not paddings.is_const:
-        return None
-    rows = [(int(a), int(b)) for a, b in np.asarray(paddings.data).reshape(-1, 2)]
-    rank = len(graph.tensors[op.inputs[0]].shape)
-    return [(0, 0)] * (rank - len(rows)) + rows
+WINDOW_KINDS = ops.tiling_kinds("window")
+#: explicit padding ops: a window of 1 shifted by the leading H/W pad (``OpDef.window``)
+PAD_KINDS = ops.tiling_kinds("pad")
 
 
 def window(op: Op, graph: Graph) -> Window | None:
-    """The window of a spatial op, or None for a pointwise op.
-
-    A PAD op (constant paddings, which ``patch`` checks) maps output row ``o`` to input row
-    ``o - before``: kernel 1, stride 1, its leading pad as ``before``.
-    """
-    if op.kind in POINTWISE_KINDS:
-        return None
-    if op.kind == "EXPAND_DEPTHWISE":  # a 1×1 stride-1 conv keeps H and W: the depthwise's
-        return window(op.attrs["depthwise"], graph)
-    src = graph.tensors[op.inputs[0]].shape
-    dst = graph.tensors[op.outputs[0]].shape
-    in_size = (src[1], src[2])
-    if op.kind in PAD_KINDS:
-        widths = pad_widths(op, graph)
-        if widths is None:
-            raise TinymcuError(f"op {op.index} {op.kind} has non-constant paddings")
-        return Window((1, 1), (1, 1), (1, 1), (widths[1][0], widths[2][0]), in_size)
-    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        fshape = graph.tensors[op.inputs[1]].shape
-        kernel = (fshape[1], fshape[2])
-    else:
-        kernel = tuple(op.attrs["filter"])
-    stride = tuple(op.attrs.get("stride", (1, 1)))
-    dilation = tuple(op.attrs.get("dilation", (1, 1)))
-    padding = op.attrs.get("padding", "VALID")
-    if padding == "SAME":
-        before = tuple(same_pad_before(in_size[a], dst[1 + a], kernel[a], stride[a], dilation[a])
-                       for a in (0, 1))
-    elif padding == "EXPLICIT":  # a folded PAD (passes.fold_pads): its top and left pads
-        before = (op.attrs["pads"][0], op.attrs["pads"][2])
-    else:
-        before = (0, 0)
-    return Window(kernel, stride, dilation, before, in_size)  # type: ignore[arg-type]
+    """The window of a spatial op (its OpDef's), or None for a pointwise op."""
+    return ops.get(op.kind).window(op, graph)
 
 
 def input_span(win: Window | None, axis: int, o0: int, o1: int) -> tuple[int, int, int, int]:

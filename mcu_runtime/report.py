@@ -13,8 +13,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import TinymcuError
-from .check import CheckReport
+from tinymcu.errors import TinymcuError
+from tinymcu.mcu_runtime.check import CheckReport
 
 _ENV = Environment(loader=PackageLoader("tinymcu.mcu_runtime", "templates"),
                    undefined=StrictUndefined, keep_trailing_newline=True)

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .ir import Graph
+from tinymcu.mcu_runtime.ir import Graph
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,17 @@ class Region:
 
 @dataclass(frozen=True)
 class Buffer:
-    """SRAM for a whole tensor (``region`` None) or for the ``region`` tile of it."""
+    """SRAM for a whole tensor (``region`` None) or for the ``region`` tile of it.
+
+    ``stream``: a tile of a graph input that the caller's read function fills right before
+    the one step that reads it (``patch.streamed_schedule``), so it lives for that step only
+    instead of from step 0; the whole input then never is in the arena."""
 
     name: str
     tensor: int
     nbytes: int
     region: Region | None = None
+    stream: bool = False
 
 
 @dataclass
@@ -82,7 +87,8 @@ class Schedule:
         def region(r: dict | None) -> Region | None:
             return Region(**r) if r else None
 
-        buffers = {b["name"]: Buffer(b["name"], b["tensor"], b["nbytes"], region(b["region"]))
+        buffers = {b["name"]: Buffer(b["name"], b["tensor"], b["nbytes"], region(b["region"]),
+                                     bool(b.get("stream", False)))
                    for b in d["buffers"]}
         steps = [Step(s["op"], {int(k): v for k, v in s["io"].items()}, region(s["out_region"]),
                       region(s["in_region"]), tuple(s["pad"]) if s["pad"] else None)

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinymcuError
-from .flatbuf import FlatBuffer, Table
-from .ir import DTYPE_SIZE, Graph, Op, Quant, Tensor
+from tinymcu.errors import TinymcuError
+from tinymcu.mcu_runtime import ops
+from tinymcu.mcu_runtime.flatbuf import FlatBuffer, Table
+from tinymcu.mcu_runtime.ir import DTYPE_SIZE, Graph, Op, Quant, Tensor
+from tinymcu.mcu_runtime.ops.decode import OpError
 
 #: BuiltinOperator names by code, from TFLite's schema.fbs (codes 0..209, contiguous).
 BUILTIN_NAMES: tuple[str, ...] = tuple("""
@@ -66,23 +68,18 @@ TENSOR_TYPES: dict[int, str] = {
     13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4",
 }
 
-#: Ops the Graph may hold (the kernels decide later whether they can run each one).
-SUPPORTED_OPS = frozenset({
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "AVERAGE_POOL_2D",
-    "MAX_POOL_2D", "MEAN", "PAD", "RESHAPE", "SQUEEZE", "TRANSPOSE", "CONCATENATION", "SOFTMAX",
-    "LOGISTIC", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1",
-})
+#: Ops the Graph may hold: every op folder's TFLite kinds (``mcu_runtime/ops/``).
+SUPPORTED_OPS = ops.tflite_kinds()
 
-#: Ops that compute on activations but may change numeric type (float ends of a model).
-_TYPE_CHANGING = frozenset({"QUANTIZE", "DEQUANTIZE"})
+#: Ops that compute on activations but may change numeric type (float ends of a model,
+#: ARG_MAX's indices, CAST): the op folders with ``OpDef.mixed_types``.
+_TYPE_CHANGING = frozenset(k for d in ops.all_defs() if d.mixed_types for k in d.kinds)
 
 MAX_MODEL_BYTES = 256 << 20  # far above any microcontroller's flash
 MAX_RANK = 8
 MAX_ELEMENTS = (1 << 31) - 1
 
 _ZERO_POINT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
-_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
-_PADDINGS = {0: "SAME", 1: "VALID"}
 
 # Model / SubGraph / Tensor / Operator / ... field slots (schema.fbs declaration order).
 _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS = 1, 2, 4
@@ -93,12 +90,11 @@ _OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_OPTIONS_TYPE, _OP_OPTIONS = range(5)
 _OPC_DEPRECATED, _OPC_CUSTOM, _OPC_BUILTIN = 0, 1, 3
 _BUF_DATA, _BUF_OFFSET, _BUF_SIZE = 0, 1, 2
 
-#: BuiltinOptions union member index expected for each op whose options we read.
-_OPTIONS_TYPE = {
-    "CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "AVERAGE_POOL_2D": 5, "MAX_POOL_2D": 5,
-    "FULLY_CONNECTED": 8, "SOFTMAX": 9, "CONCATENATION": 10, "ADD": 11, "RESHAPE": 17,
-    "MUL": 21, "MEAN": 27, "SUB": 28, "SQUEEZE": 30, "STRIDED_SLICE": 32, "PACK": 59,
-}
+#: BuiltinOptions union member index expected for each op whose options we read: the op
+#: folders' (``OpDef.options_type``) and those of the shape plumbing we fold.
+_OPTIONS_TYPE = {"STRIDED_SLICE": 32, "PACK": 59, "CONCATENATION": 10, "RESHAPE": 17,
+                 "SQUEEZE": 30,
+                 **{k: v for d in ops.all_defs() for k, v in d.options_type.items()}}
 
 
 def _quote(name: str) -> str:
@@ -265,15 +261,17 @@ class _Reader:
         if count > MAX_ELEMENTS:
             raise TinymcuError(f"{where} has {count} elements (shape {shape}); at most "
                                f"2^31-1 are supported")
-        if t.scalar(_T_IS_VARIABLE, "bool", False):
-            raise TinymcuError(f"{where} is a variable (stateful) tensor, which tinymcu "
-                               "does not support")
         if t.table(_T_SPARSITY) is not None:
             raise TinymcuError(f"{where} uses TFLite's sparse tensor format, which tinymcu "
                                "does not support")
         quant = self._quant(where, t.table(_T_QUANT), shape, dtype)
         data = self._data(where, int(t.scalar(_T_BUFFER, "uint32")), shape, dtype, count)
-        return Tensor(i, name, shape, dtype, quant, data)
+        _check_quant(where, quant, dtype, data is not None)
+        variable = bool(t.scalar(_T_IS_VARIABLE, "bool", False))
+        if variable and data is not None:
+            raise TinymcuError(f"{where} is a variable (state) tensor with initial data; "
+                               "TFLM resets state to zero, so tinymcu takes none")
+        return Tensor(i, name, shape, dtype, quant, data, is_variable=variable)
 
     def _quant(self, where: str, q: Table | None, shape: tuple[int, ...],
                dtype: str) -> Quant | None:
@@ -285,7 +283,7 @@ class _Reader:
         n = q.length(_Q_SCALE, 4)
         if n == 0:
             return None
-        if n > max(shape, default=1):
+        if n > max((*shape, 1)):  # LSTM intermediates: shape [0] with one scale
             raise TinymcuError(f"{where} has {n} quantization scales for shape {shape}")
         scale = q.array(_Q_SCALE, "float32")
         zp = q.array(_Q_ZERO_POINT, "int64")
@@ -293,11 +291,6 @@ class _Reader:
             zp = np.zeros(n, np.int64)
         if zp.size != n:
             raise TinymcuError(f"{where} has {n} scales but {zp.size} zero points")
-        if not np.all(np.isfinite(scale)) or np.any(scale < 0):
-            raise TinymcuError(f"{where} has a negative or non-finite quantization scale")
-        limits = _ZERO_POINT_RANGE.get(dtype)
-        if limits and not np.all((zp >= limits[0]) & (zp <= limits[1])):
-            raise TinymcuError(f"{where} has a zero point outside the {dtype} range")
         axis = int(q.scalar(_Q_DIM, "int32"))
         if n > 1:
             if len(shape) == 1 and shape[0] == n:
@@ -378,20 +371,44 @@ class _Reader:
     def _op(self, index: int, file_index: int, kind: str, ins: list[int], outs: list[int],
             opts: Table | None) -> Op:
         op = Op(index, kind, tuple(ins), tuple(outs))
-        decode = _DECODERS.get(kind, _decode_elementwise_unary)
         try:
-            op.attrs = decode([self.tensors[t] if t >= 0 else None for t in ins],
-                              [self.tensors[t] for t in outs], opts)
-        except _OpError as e:
+            op.attrs = ops.get(kind).decode(kind, [self.tensors[t] if t >= 0 else None
+                                                   for t in ins],
+                                            [self.tensors[t] for t in outs], opts)
+        except OpError as e:
             raise TinymcuError(f"op {file_index} ({kind}): {e}") from None
         return op
 
 
-class _OpError(Exception):
-    """An op's inputs, outputs or options do not fit together (wrapped with the op index)."""
-
-
 # ---- folds: numpy on constants; None = "cannot fold this one, keep the op" --------------
+#: scales a converter can produce lie far inside this range (the shared models: 3e-13..20);
+#: beyond it the requantization multipliers overflow float32/int32 arithmetic
+_SCALE_RANGE = (1e-30, 1e30)
+
+
+def _check_quant(where: str, quant: Quant | None, dtype: str, is_const: bool) -> None:
+    """Scales finite, positive and not absurd; zero points in the dtype's range.
+
+    A constant's scale may be 0 (a pruned, all-zero channel: its multiplier is 0, as in
+    TFLM); an activation's never is, since kernels divide by it."""
+    if quant is None:
+        return
+    s = quant.scale.astype(np.float64)
+    lo, hi = _SCALE_RANGE
+    ok = np.isfinite(s) & (s <= hi) & ((s >= lo) | (is_const & (s == 0)))
+    if not np.all(ok):
+        bad = float(s[~ok][0])
+        raise TinymcuError(f"{where} has a zero, negative, absurd or non-finite quantization "
+                           f"scale ({bad:g}); expected {'0 or ' if is_const else ''}"
+                           f"{lo:g}..{hi:g}")
+    limits = {**_ZERO_POINT_RANGE, "int32": (-(2**31), 2**31 - 1)}.get(dtype)
+    zp = quant.zero_point
+    out = (zp < limits[0]) | (zp > limits[1]) if limits else np.zeros(0, bool)
+    if np.any(out):
+        raise TinymcuError(f"{where} has a zero point outside the {dtype} range "
+                           f"({int(zp[out][0])}, expected {limits[0]}..{limits[1]})")
+
+
 def _fold_shape(ts: list[Tensor], outs: list[Tensor], opts: Table | None) -> list | None:
     if len(ts) != 1:
         raise ValueError(f"expected 1 input, got {len(ts)}")
@@ -466,257 +483,6 @@ _FOLDERS: dict[str, Callable[..., list | None]] = {
 }
 
 
-# ---- op decoding: attrs from options, plus a check of every shape the op implies -------
-def _need(cond: bool, msg: str) -> None:
-    if not cond:
-        raise _OpError(msg)
-
-
-def _arity(ins: list[Tensor | None], outs: list[Tensor], lo: int, hi: int,
-           required: int = 1) -> None:
-    _need(lo <= len(ins) <= hi, f"has {len(ins)} inputs, expected {lo}..{hi}")
-    _need(len(outs) == 1, f"has {len(outs)} outputs, expected 1")
-    _need(all(t is not None for t in ins[:required]), "a required input is missing (-1)")
-
-
-def _rank(t: Tensor, rank: int, what: str) -> None:
-    _need(len(t.shape) == rank, f"{what} has shape {t.shape}, expected rank {rank}")
-
-
-def _const(t: Tensor | None, what: str) -> np.ndarray:
-    _need(t is not None and t.data is not None, f"{what} must be a constant tensor")
-    return t.data
-
-
-def _activation(opts: Table | None, slot: int) -> str:
-    act = _ACTIVATIONS.get(int(opts.scalar(slot, "int8")) if opts else 0, "unknown")
-    _need(act in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"),
-          f"fused activation {act} is not supported")
-    return act
-
-
-def _padding(opts: Table | None, slot: int) -> str:
-    pad = _PADDINGS.get(int(opts.scalar(slot, "int8")) if opts else 0)
-    _need(pad is not None, "padding is neither SAME nor VALID")
-    return pad
-
-
-def _positive(opts: Table | None, slot: int, what: str, default: int = 0) -> int:
-    v = int(opts.scalar(slot, "int32", default)) if opts else default
-    _need(1 <= v <= 1 << 16, f"{what} is {v}, expected a positive value")
-    return v
-
-
-def _window_out(size: int, k: int, stride: int, dilation: int, padding: str) -> int:
-    """Output length of a conv/pool window along one axis (TFLite's ComputeOutSize)."""
-    if padding == "SAME":
-        return (size + stride - 1) // stride
-    return (size - (k - 1) * dilation - 1) // stride + 1
-
-
-def _window(x: Tensor, out: Tensor, k: tuple[int, int], stride: tuple[int, int],
-            dilation: tuple[int, int], padding: str, channels: int) -> None:
-    n, h, w, _ = x.shape
-    oh = _window_out(h, k[0], stride[0], dilation[0], padding)
-    ow = _window_out(w, k[1], stride[1], dilation[1], padding)
-    _need(oh >= 1 and ow >= 1, f"a {k} window does not fit the {h}x{w} input")
-    _need(out.shape == (n, oh, ow, channels),
-          f"output shape {out.shape} should be {(n, oh, ow, channels)}")
-
-
-def _bias(b: Tensor | None, channels: int) -> None:
-    if b is not None:
-        _const(b, "bias")
-        _need(b.shape == (channels,), f"bias shape {b.shape} should be ({channels},)")
-
-
-def _filtered_window(ins: list, outs: list, opts: Table | None, dilation_field: int
-                     ) -> tuple[Tensor, Tensor, Tensor, dict]:
-    """What CONV_2D and DEPTHWISE_CONV_2D share: 4-D input/filter/output, a constant filter,
-    stride (option fields 2, 1), dilation (``dilation_field`` for h, the one before it for w)
-    and padding (field 0)."""
-    _arity(ins, outs, 2, 3, required=2)
-    x, w, out = ins[0], ins[1], outs[0]
-    for t, what in ((x, "input"), (w, "filter"), (out, "output")):
-        _rank(t, 4, what)
-    _const(w, "filter")
-    attrs = {"stride": (_positive(opts, 2, "stride_h"), _positive(opts, 1, "stride_w")),
-             "dilation": (_positive(opts, dilation_field, "dilation_h", 1),
-                          _positive(opts, dilation_field - 1, "dilation_w", 1)),
-             "padding": _padding(opts, 0)}
-    return x, w, out, attrs
-
-
-def _decode_conv(ins: list, outs: list, opts: Table | None) -> dict:
-    x, w, out, attrs = _filtered_window(ins, outs, opts, 5)
-    _need(x.shape[3] == w.shape[3], f"filter {w.shape} expects {w.shape[3]} input channels, "
-          f"input has {x.shape[3]}")
-    _window(x, out, w.shape[1:3], attrs["stride"], attrs["dilation"], attrs["padding"],
-            w.shape[0])
-    _bias(ins[2] if len(ins) > 2 else None, w.shape[0])
-    return {**attrs, "activation": _activation(opts, 3)}
-
-
-def _decode_depthwise(ins: list, outs: list, opts: Table | None) -> dict:
-    x, w, out, attrs = _filtered_window(ins, outs, opts, 6)
-    channels = w.shape[3]
-    _need(w.shape[0] == 1, f"depthwise filter shape {w.shape} should start with 1")
-    _need(x.shape[3] >= 1 and channels % x.shape[3] == 0,
-          f"filter channels {channels} are not a multiple of input channels {x.shape[3]}")
-    _window(x, out, w.shape[1:3], attrs["stride"], attrs["dilation"], attrs["padding"],
-            channels)
-    _bias(ins[2] if len(ins) > 2 else None, channels)
-    # TF >= 2 ignores the stored depth_multiplier and derives it from the shapes, as here.
-    return {**attrs, "depth_multiplier": channels // x.shape[3],
-            "activation": _activation(opts, 4)}
-
-
-def _decode_pool(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 1, 1)
-    x, out = ins[0], outs[0]
-    _rank(x, 4, "input")
-    _rank(out, 4, "output")
-    stride = (_positive(opts, 2, "stride_h"), _positive(opts, 1, "stride_w"))
-    filt = (_positive(opts, 4, "filter_height"), _positive(opts, 3, "filter_width"))
-    padding = _padding(opts, 0)
-    _window(x, out, filt, stride, (1, 1), padding, x.shape[3])
-    return {"stride": stride, "filter": filt, "padding": padding,
-            "activation": _activation(opts, 5)}
-
-
-def _decode_fully_connected(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 2, 3, required=2)
-    x, w, out = ins[0], ins[1], outs[0]
-    _const(w, "weights")
-    _rank(w, 2, "weights")
-    units, depth = w.shape
-    _need(opts is None or int(opts.scalar(1, "int8")) == 0,
-          "shuffled weights format is not supported")
-    keep = bool(opts.scalar(2, "bool", False)) if opts else False
-    _need(depth >= 1 and x.size % depth == 0,
-          f"input of {x.size} elements is not a multiple of the weights depth {depth}")
-    if keep:
-        _need(x.shape[-1:] == (depth,) and out.shape == x.shape[:-1] + (units,),
-              f"keep_num_dims output {out.shape} should be {x.shape[:-1] + (units,)}")
-    else:
-        _need(out.shape[-1:] == (units,) and out.size == x.size // depth * units,
-              f"output shape {out.shape} should hold {x.size // depth} rows of {units}")
-    _bias(ins[2] if len(ins) > 2 else None, units)
-    return {"activation": _activation(opts, 0), "keep_num_dims": keep}
-
-
-def _decode_binary(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 2, 2, required=2)
-    try:
-        shape = np.broadcast_shapes(ins[0].shape, ins[1].shape)
-    except ValueError:
-        raise _OpError(f"input shapes {ins[0].shape} and {ins[1].shape} do not broadcast"
-                       ) from None
-    _need(outs[0].shape == shape, f"output shape {outs[0].shape} should be {shape}")
-    return {"activation": _activation(opts, 0)}
-
-
-def _axes(values: np.ndarray, rank: int, what: str) -> tuple[int, ...]:
-    axes = [int(a) for a in np.asarray(values).ravel()]
-    _need(all(-rank <= a < rank for a in axes), f"{what} {axes} out of range for rank {rank}")
-    return tuple(sorted({a % rank for a in axes}))
-
-
-def _decode_mean(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 2, 2, required=2)
-    x, out = ins[0], outs[0]
-    axis = _axes(_const(ins[1], "axis"), len(x.shape), "axis")
-    keep = bool(opts.scalar(0, "bool", False)) if opts else False
-    want = tuple(1 if d in axis else s for d, s in enumerate(x.shape)) if keep else tuple(
-        s for d, s in enumerate(x.shape) if d not in axis)
-    _need(out.shape == want, f"output shape {out.shape} should be {want}")
-    return {"axis": axis, "keep_dims": keep}
-
-
-def _decode_pad(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 2, 2, required=2)
-    x, out = ins[0], outs[0]
-    pads = _const(ins[1], "paddings")
-    _need(pads.shape == (len(x.shape), 2), f"paddings shape {pads.shape} should be "
-          f"({len(x.shape)}, 2)")
-    paddings = tuple((int(a), int(b)) for a, b in pads)
-    _need(all(a >= 0 and b >= 0 for a, b in paddings), f"negative paddings {paddings}")
-    want = tuple(s + a + b for s, (a, b) in zip(x.shape, paddings))
-    _need(out.shape == want, f"output shape {out.shape} should be {want}")
-    return {"paddings": paddings}
-
-
-def _decode_reshape(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 1, 2)
-    _need(ins[0].size == outs[0].size,
-          f"cannot reshape {ins[0].shape} into {outs[0].shape}")
-    return {"new_shape": outs[0].shape}
-
-
-def _decode_squeeze(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 1, 1)
-    x, out = ins[0], outs[0]
-    dims = opts.array(0, "int32") if opts else None
-    if dims is None or dims.size == 0:
-        axes = tuple(d for d, s in enumerate(x.shape) if s == 1)
-    else:
-        axes = _axes(dims, len(x.shape), "squeeze_dims")
-    _need(all(x.shape[d] == 1 for d in axes), f"cannot squeeze dims {axes} of {x.shape}")
-    want = tuple(s for d, s in enumerate(x.shape) if d not in axes)
-    _need(out.shape == want, f"output shape {out.shape} should be {want}")
-    return {"squeeze_dims": axes}
-
-
-def _decode_transpose(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 2, 2, required=2)
-    x, out = ins[0], outs[0]
-    perm = tuple(int(p) for p in _const(ins[1], "perm").ravel())
-    _need(sorted(perm) == list(range(len(x.shape))), f"perm {perm} is not a permutation")
-    want = tuple(x.shape[p] for p in perm)
-    _need(out.shape == want, f"output shape {out.shape} should be {want}")
-    return {"perm": perm}
-
-
-def _decode_concat(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 1, 1 << 16, required=len(ins))
-    out = outs[0]
-    rank = len(out.shape)
-    axis = int(opts.scalar(0, "int32")) if opts else 0
-    _need(-rank <= axis < rank, f"axis {axis} out of range for rank {rank}")
-    axis %= rank
-    for t in ins:
-        _need(len(t.shape) == rank and all(
-            s == o for d, (s, o) in enumerate(zip(t.shape, out.shape)) if d != axis),
-            f"input shape {t.shape} does not concatenate into {out.shape} on axis {axis}")
-    _need(sum(t.shape[axis] for t in ins) == out.shape[axis],
-          f"inputs do not add up to output size {out.shape[axis]} on axis {axis}")
-    return {"axis": axis, "activation": _activation(opts, 1)}
-
-
-def _decode_softmax(ins: list, outs: list, opts: Table | None) -> dict:
-    _decode_elementwise_unary(ins, outs, opts)
-    beta = float(opts.scalar(0, "float32", 0.0)) if opts else 0.0
-    _need(bool(np.isfinite(beta)), f"beta {beta} is not finite")
-    return {"beta": beta}
-
-
-def _decode_elementwise_unary(ins: list, outs: list, opts: Table | None) -> dict:
-    _arity(ins, outs, 1, 1)
-    _need(outs[0].shape == ins[0].shape,
-          f"output shape {outs[0].shape} should equal input shape {ins[0].shape}")
-    return {}
-
-
-_DECODERS: dict[str, Callable[[list, list, Table | None], dict]] = {
-    "CONV_2D": _decode_conv, "DEPTHWISE_CONV_2D": _decode_depthwise,
-    "AVERAGE_POOL_2D": _decode_pool, "MAX_POOL_2D": _decode_pool,
-    "FULLY_CONNECTED": _decode_fully_connected, "ADD": _decode_binary, "SUB": _decode_binary,
-    "MUL": _decode_binary, "MEAN": _decode_mean, "PAD": _decode_pad,
-    "RESHAPE": _decode_reshape, "SQUEEZE": _decode_squeeze, "TRANSPOSE": _decode_transpose,
-    "CONCATENATION": _decode_concat, "SOFTMAX": _decode_softmax,
-}
-
-
 # ---- whole-graph checks ------------------------------------------------------------------
 def _check_dataflow(graph: Graph, file_index: list[int]) -> None:
     """Every activation is written once, before it is read: what the planner relies on.
@@ -727,7 +493,30 @@ def _check_dataflow(graph: Graph, file_index: list[int]) -> None:
     for t in graph.inputs:
         if graph.tensors[t].is_const:
             raise TinymcuError(f"graph input tensor {t} is a constant")
+        if graph.tensors[t].is_variable:
+            raise TinymcuError(f"graph input tensor {t} is a variable (state) tensor")
         written.add(t)
+    for t in graph.outputs:
+        if graph.tensors[t].is_variable:
+            raise TinymcuError(f"graph output tensor {t} is a variable (state) tensor")
+    readers: dict[int, int] = {}
+    for op in graph.ops:
+        state = {op.inputs[k] for k in ops.get(op.kind).state_inputs(op)}
+        for t in op.inputs:
+            if t < 0 or not graph.tensors[t].is_variable:
+                continue
+            if t not in state:
+                raise TinymcuError(f"op {file_index[op.index]} ({op.kind}) reads variable "
+                                   f"(state) tensor {t}, which only a stateful op's state "
+                                   "input may be")
+            if readers.setdefault(t, op.index) != op.index:
+                raise TinymcuError(f"variable (state) tensor {t} is the state of two ops "
+                                   f"({file_index[readers[t]]} and {file_index[op.index]})")
+        for k in state:
+            if not graph.tensors[k].is_variable:
+                raise TinymcuError(f"op {file_index[op.index]} ({op.kind}): its state "
+                                   f"tensor {k} is not marked variable")
+        written.update(state)
     for op in graph.ops:
         for t in op.inputs:
             if t >= 0 and not graph.tensors[t].is_const and t not in written:
@@ -749,11 +538,19 @@ def _check_dataflow(graph: Graph, file_index: list[int]) -> None:
             raise TinymcuError(f"tensor {t.index} {_quote(t.name)} has an empty shape {t.shape}")
 
 
+def _int16_core(graph: Graph) -> bool:
+    """A 16x8 model: int16 activations throughout, every op one that computes on int16."""
+    return bool(graph.ops) and all(
+        ops.get(op.kind).mixed_types or "int16" in ops.get(op.kind).activation_dtypes
+        for op in graph.ops) and any(t.dtype == "int16" for t in graph.activations())
+
+
 def _check_int8(graph: Graph, file_index: list[int]) -> None:
     """An int8 core is required: other activation types (float I/O, int16) may appear only
-    at the QUANTIZE/DEQUANTIZE boundaries around it."""
+    at the QUANTIZE/DEQUANTIZE boundaries around it (or as ops' own typed results, such as
+    ARG_MAX's indices: ``OpDef.mixed_types``)."""
     acts = graph.activations()
-    if not any(t.dtype == "int8" for t in acts):
+    if not any(t.dtype == "int8" for t in acts) and not _int16_core(graph):
         if any(t.dtype.startswith("float") for t in acts):
             raise TinymcuError("float model; tinymcu needs an int8-quantized model")
         kinds = ", ".join(sorted({t.dtype for t in acts}))
@@ -769,9 +566,13 @@ def _check_int8(graph: Graph, file_index: list[int]) -> None:
     for op in graph.ops:
         if op.kind in _TYPE_CHANGING:
             continue
+        own = ops.get(op.kind).own_dtypes(op, graph)
+        allowed = ops.get(op.kind).activation_dtypes
         for i in (*op.inputs, *op.outputs):
+            if i in own:
+                continue  # the op's decode checked this type (int16 cell state, ...)
             t = graph.tensors[i] if i >= 0 else None
-            if t is not None and not t.is_const and t.dtype != "int8":
+            if t is not None and not t.is_const and t.dtype not in allowed:
                 raise TinymcuError(f"op {file_index[op.index]} ({op.kind}) computes in "
                                    f"{t.dtype} (tensor {i} {_quote(t.name)}); tinymcu needs "
                                    "an int8-quantized model")

@@ -2,8 +2,9 @@
 
 The ClientApp is module-level (``tinymcu.prune.apps:client_app``) and stateless: everything it
 needs (model spec, data source, split, hyper-parameters) arrives in each message's ConfigRecord
-and the client rebuilds its own partition from it, so the very same object runs in
-``run_simulation`` and on a SuperNode. Handlers:
+and the client rebuilds its own partition from it (or reads the files at its node's
+``data-path``), so the very same object runs in a simulation federation and on a SuperNode.
+Handlers:
 
 - ``train``: masked local SGD, reply with packed weights (+ top-k inactive gradients when asked);
 - ``evaluate``: loss/accuracy on local data;
@@ -18,7 +19,6 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +37,21 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from tinymcu.errors import TinymcuError
-
-from . import budget, fedtiny, local, wire
-from . import data as D
-from . import masks as M
-from .config import PruneConfig
-from .modelspec import factory_kwargs, factory_path
-from .strategy import SparseFedAvg, topk_memory_bytes
+from tinymcu.prune import budget, fedtiny, local, memory, wire
+from tinymcu.prune import data as D
+from tinymcu.prune import masks as M
+from tinymcu.prune.config import PruneConfig
+from tinymcu.prune.modelspec import factory_kwargs, factory_path
+from tinymcu.prune.strategy import CLIENT_MASKS_KEY, TOPK_KEY, SparseFedAvg
 
 log = logging.getLogger("tinymcu.prune")
 
 client_app = ClientApp()
+
+ROUNDS_FILE = "rounds.jsonl"
+"""One JSON line per finished round, appended by the server (progress for the caller)."""
+ERROR_FILE = "error.txt"
+"""The server's one-line reason when a run stops early."""
 
 
 # ----------------------------------------------------------------------------- client side
@@ -57,22 +61,59 @@ def _faults(cfg: PruneConfig) -> dict[int, str]:
     return {int(p): kind for p, kind in (item.split(":") for item in spec.split(",") if item)}
 
 
+def local_data(cfg: PruneConfig, node_config: dict) -> D.Dataset:
+    """This node's training data: the files at its ``data-path`` node-config key (a real
+    SuperNode with its own data), else partition ``partition-id`` of ``num-partitions`` of the
+    run's data source (simulation, or a loopback drill)."""
+    path = node_config.get("data-path")
+    if path:
+        return D.load(str(path))
+    pid = int(node_config.get("partition-id", 0))
+    parts = int(node_config.get("num-partitions", cfg.clients))
+    return D.Split(cfg.data, parts, None if cfg.iid else cfg.alpha, cfg.seed,
+                   cfg.test_fraction).client(pid)
+
+
 def _client_setup(msg: Message, context: Context):
-    # One thread per client: the simulation runs one client per core already.
+    # One thread per client: the simulation runs one client per core already, and a fixed
+    # thread count keeps torch's CPU reductions in one order (bit-for-bit repeatable runs).
     torch.set_num_threads(1)
     conf = msg.content["config"]
     cfg = PruneConfig.from_flat(dict(conf))
-    pid = int(context.node_config.get("partition-id", 0))
-    parts = int(context.node_config.get("num-partitions", cfg.clients))
-    split = D.Split(cfg.data, parts, None if cfg.iid else cfg.alpha, cfg.seed, cfg.test_fraction)
-    full = D.load(cfg.data)
-    model = budget.build_at_width(cfg.model, cfg.width, full.num_classes, full.input_shape[0],
-                                  cfg.seed)
-    return cfg, conf, pid, split.client(pid), model, local.pick_device(cfg.device)
+    pid = int(context.node_config.get("partition-id", -1))
+    ds = local_data(cfg, dict(context.node_config))
+    model = budget.build_at_width(cfg.model, cfg.width, int(conf["num-classes"]),
+                                  int(conf["in-ch"]), cfg.seed)
+    return cfg, conf, pid, ds, model, local.pick_device(cfg.device)
 
 
 def _reply(msg: Message, records: dict) -> Message:
     return Message(content=RecordDict(records), reply_to=msg)
+
+
+def _current_masks(msg: Message, conf: ConfigRecord, context: Context,
+                   template: wire.State) -> M.Masks | None:
+    """The server's masks: from this message when they changed, else this node's cached copy
+    (Flower keeps ``context.state`` per node for the whole run)."""
+    if not conf.get("masked", False):
+        return None
+    version = int(conf["mask-version"])
+    job = PruneConfig.from_flat(dict(conf)).fingerprint()  # one node may serve many jobs
+    if "masks" in msg.content.array_records:
+        context.state["masks"] = msg.content["masks"]
+        context.state["mask-meta"] = ConfigRecord({"version": version, "job": job})
+    meta = context.state.config_records.get("mask-meta")
+    if meta is None or int(meta["version"]) != version or meta.get("job") != job:
+        raise RuntimeError(f"no cached mask of version {version} on this node")
+    return wire.masks_from_record(context.state["masks"], template)
+
+
+@client_app.query("hello")
+def client_hello(msg: Message, context: Context) -> Message:
+    """Tell the server this node's partition id (its rank in every ordered reduction)."""
+    cfg, _, pid, ds, _, _ = _client_setup(msg, context)
+    return _reply(msg, {"metrics": MetricRecord({"partition-id": pid,
+                                                 "num-examples": len(ds.y)})})
 
 
 @client_app.train()
@@ -82,30 +123,37 @@ def client_train(msg: Message, context: Context) -> Message:
     if fault == "crash":
         raise RuntimeError(f"injected crash on client {pid}")
     template = model.state_dict()
-    masks = (wire.masks_from_record(msg.content["masks"], template)
-             if "masks" in msg.content.array_records else None)
-    model.load_state_dict(wire.record_to_state(msg.content["arrays"], template))
-    regrow = dict(zip(conf.get("topk-layers", []), conf.get("topk-k", []), strict=True))
+    masks = _current_masks(msg, conf, context, template)
+    topk = dict(zip(conf.get("topk-layers", []), conf.get("topk-k", []), strict=True))
+    readjust = dict(zip(conf.get("readjust-layers", []), conf.get("readjust-k", []),
+                        strict=True))
     rnd = int(conf.get("server-round", 0))
-    loss, grads = local.train(
-        model, ds.x, ds.y, masks, epochs=cfg.epochs, lr=cfg.round_lr(max(rnd, 1)), batch=cfg.batch,
-        seed=cfg.seed * 100003 + rnd * 1009 + pid, device=device, collect_grads=bool(regrow))
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    held = memory.nbytes([*template.values(), *(masks or {}).values(), ds.x, ds.y])
+    with memory.measure(held) as mem:
+        model.load_state_dict(wire.record_to_state(msg.content["arrays"], template, masks))
+        res = local.train(
+            model, ds.x, ds.y, masks, epochs=cfg.epochs, lr=cfg.round_lr(max(rnd, 1)),
+            batch=cfg.batch, seed=cfg.seed * 100003 + rnd * 1009 + pid, device=device,
+            topk={k: int(v) for k, v in topk.items()} or None,
+            readjust={k: int(v) for k, v in readjust.items()} or None)
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        out_masks = res.masks or masks
+        arrays = wire.state_to_record(state, out_masks)
     if fault == "nan":
         first = wire.exchanged(state)[0]
         state[first] = torch.full_like(state[first], float("nan"))
-    arrays = wire.state_to_record(state, masks)
+        arrays = wire.state_to_record(state, out_masks)
     if fault == "shape":
         arrays = wire.state_to_record({k: v[..., :1] if v.dim() else v for k, v in state.items()})
     records = {"arrays": arrays,
-               "metrics": MetricRecord({"train-loss": loss, "num-examples": len(ds.y)})}
-    if regrow:
-        topk = {}
-        for layer, k in regrow.items():
-            vals, idx = fedtiny.topk_inactive(grads[layer], masks[layer], int(k))
-            topk[f"{layer}.values"] = Array(vals)
-            topk[f"{layer}.indices"] = Array(idx)
-        records["topk"] = ArrayRecord(array_dict=topk)
+               "metrics": MetricRecord({"train-loss": res.loss, "num-examples": len(ds.y),
+                                        "peak-bytes": mem.peak})}
+    if res.topk:
+        records[TOPK_KEY] = ArrayRecord(array_dict={
+            f"{layer}.{part}": Array(a) for layer, (vals, idx) in res.topk.items()
+            for part, a in (("values", vals), ("indices", idx))})
+    if res.masks is not None:
+        records[CLIENT_MASKS_KEY] = wire.masks_to_record(res.masks)
     return _reply(msg, records)
 
 
@@ -118,33 +166,36 @@ def client_evaluate(msg: Message, context: Context) -> Message:
         {"eval-loss": loss, "eval-acc": acc, "num-examples": len(ds.y)})})
 
 
-def _candidates(msg: Message) -> list[str]:
-    keys = [k for k in msg.content.array_records if k.startswith("cand-")]
-    return sorted(keys, key=lambda k: int(k.split("-")[1]))
+def _rebuilt_candidates(cfg: PruneConfig, conf: ConfigRecord) -> list[wire.State]:
+    """The server's ABNS candidates, rebuilt here from their seeds (only seeds travel)."""
+    def build(seed: int) -> torch.nn.Module:
+        return budget.build_at_width(cfg.model, cfg.width, int(conf["num-classes"]),
+                                     int(conf["in-ch"]), seed)
+
+    return [s for s, _ in fedtiny.make_candidates(build, cfg.density,
+                                                  [int(v) for v in conf["cand-seeds"]])]
 
 
 @client_app.query("bn_stats")
 def client_bn_stats(msg: Message, context: Context) -> Message:
-    _, _, _, ds, model, device = _client_setup(msg, context)
-    template = model.state_dict()
+    cfg, conf, _, ds, model, device = _client_setup(msg, context)
     records: dict = {}
-    for key in _candidates(msg):
-        model.load_state_dict(wire.record_to_state(msg.content[key], template))
+    for i, state in enumerate(_rebuilt_candidates(cfg, conf)):
+        model.load_state_dict(state)
         stats = local.bn_statistics(model, ds.x, device)
-        records["bn-" + key.split("-")[1]] = ArrayRecord(
-            array_dict={k: Array(v) for k, v in stats.items()})
+        records[f"bn-{i}"] = ArrayRecord(array_dict={k: Array(v) for k, v in stats.items()})
     records["metrics"] = MetricRecord({"num-examples": len(ds.y)})
     return _reply(msg, records)
 
 
 @client_app.query("bn_loss")
 def client_bn_loss(msg: Message, context: Context) -> Message:
-    _, _, _, ds, model, device = _client_setup(msg, context)
-    template = model.state_dict()
+    cfg, conf, _, ds, model, device = _client_setup(msg, context)
     metrics: dict = {"num-examples": len(ds.y)}
-    for key in _candidates(msg):
-        model.load_state_dict(wire.record_to_state(msg.content[key], template))
-        metrics["loss-" + key.split("-")[1]] = local.evaluate(model, ds.x, ds.y, device)[0]
+    for i, state in enumerate(_rebuilt_candidates(cfg, conf)):
+        model.load_state_dict(state)
+        local.set_bn_statistics(model, {k: v.numpy() for k, v in msg.content[f"bn-{i}"].items()})
+        metrics[f"loss-{i}"] = local.evaluate(model, ds.x, ds.y, device)[0]
     return _reply(msg, {"metrics": MetricRecord(metrics)})
 
 
@@ -161,9 +212,8 @@ def _wait_for_nodes(grid: Grid, n: int, timeout: float) -> list[int]:
 class Server:
     """The federated run: selection (FedTiny), the training rounds, checkpoints, outputs."""
 
-    def __init__(self, cfg: PruneConfig, on_round: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, cfg: PruneConfig) -> None:
         self.cfg = cfg.validate()
-        self.on_round = on_round
         self.out = Path(cfg.out)
         self.work = self.out.with_name(self.out.name + ".partial")
         full = D.load(cfg.data)
@@ -175,18 +225,20 @@ class Server:
         self.device = local.pick_device(cfg.device)
         self.schedule = (fedtiny.Schedule(cfg.prune_alpha, cfg.delta_t, cfg.t_end or cfg.rounds)
                          if cfg.delta_t else fedtiny.Schedule.scaled(cfg.rounds, cfg.prune_alpha))
+        # Clients build the model from these, so a node with its own files needs no dataset.
+        self.conf = {**cfg.flat(), "num-classes": self.num_classes, "in-ch": self.in_ch}
 
     def build(self, seed: int) -> torch.nn.Module:
         return budget.build_at_width(self.cfg.model, self.cfg.width, self.num_classes, self.in_ch,
                                      seed)
 
-    # -- FedTiny adaptive BN selection
+    # -- queries (hello, FedTiny adaptive BN selection)
     def _query(self, grid: Grid, nodes: list[int], action: str, content: RecordDict,
-               strategy: SparseFedAvg) -> list[Message]:
+               strategy: SparseFedAvg, needed: int) -> list[Message]:
         msgs = [Message(content=content, message_type=f"{MessageType.QUERY}.{action}",
                         dst_node_id=n) for n in nodes]
         strategy.bytes_down += wire.content_bytes(content) * len(nodes)
-        replies = list(grid.send_and_receive(msgs, timeout=self.cfg.timeout))
+        replies = strategy.ordered(grid.send_and_receive(msgs, timeout=self.cfg.timeout))
         good = []
         for r in replies:
             if r.has_error():
@@ -199,32 +251,45 @@ class Server:
                 strategy.exclude(0, r.metadata.src_node_id, f"{action}: non-finite reply")
                 continue
             good.append(r)
-        if len(good) < self.cfg.needed_replies:
-            raise TinymcuError(f"BN selection: {len(good)} usable replies to {action}, "
-                               f"{self.cfg.needed_replies} needed")
+        if len(good) < needed:
+            raise TinymcuError(f"{action}: {len(good)} usable replies, {needed} needed")
         return good
 
+    def hello(self, grid: Grid, nodes: list[int], strategy: SparseFedAvg) -> None:
+        """Learn each node's partition id: the rank every ordered reduction and sample uses."""
+        content = RecordDict({"config": ConfigRecord(self.conf)})
+        for r in self._query(grid, nodes, "hello", content, strategy, 1):
+            pid = int(next(iter(r.content.metric_records.values()))["partition-id"])
+            if pid >= 0:
+                strategy.rank[r.metadata.src_node_id] = pid
+
     def select(self, grid: Grid, nodes: list[int], strategy: SparseFedAvg) -> dict:
+        """FedTiny's adaptive BN selection; candidates travel as seeds, pooled BN moments as
+        the only arrays."""
         seeds = [self.cfg.seed * 1000 + i for i in range(self.cfg.candidates)]
         cands = fedtiny.make_candidates(self.build, self.cfg.density, seeds)
-        conf = ConfigRecord(self.cfg.flat())
-        content = RecordDict({f"cand-{i}": wire.state_to_record(s)
-                              for i, (s, _) in enumerate(cands)})
-        content["config"] = conf
-        replies = self._query(grid, nodes, "bn_stats", content, strategy)
-        pooled = []
+        if len(cands) == 1:
+            state, mk = cands[0]
+            return {"state": state, "masks": mk, "selection": None}
+        conf = ConfigRecord({**self.conf, "cand-seeds": seeds})
+        nodes = strategy.sample(0, nodes)
+        needed = min(self.cfg.needed_replies, len(nodes))
+        replies = self._query(grid, nodes, "bn_stats", RecordDict({"config": conf}), strategy,
+                              needed)
+        pooled, stats = [], {}
         for i, (state, mk) in enumerate(cands):
             reports = [({k: v.numpy() for k, v in r.content[f"bn-{i}"].items()},
                         float(next(iter(r.content.metric_records.values()))["num-examples"]))
                        for r in replies]
+            stats[f"bn-{i}"] = fedtiny.pool_moments(reports)
             model = self.build(seeds[i])
             model.load_state_dict(state)
-            local.set_bn_statistics(model, fedtiny.pool_moments(reports))
+            local.set_bn_statistics(model, stats[f"bn-{i}"])
             pooled.append(({k: v.detach().clone() for k, v in model.state_dict().items()}, mk))
-        content = RecordDict({f"cand-{i}": wire.state_to_record(s)
-                              for i, (s, _) in enumerate(pooled)})
+        content = RecordDict({k: ArrayRecord(array_dict={n: Array(a) for n, a in v.items()})
+                              for k, v in stats.items()})
         content["config"] = conf
-        replies = self._query(grid, nodes, "bn_loss", content, strategy)
+        replies = self._query(grid, nodes, "bn_loss", content, strategy, needed)
         losses = []
         for r in replies:
             m = next(iter(r.content.metric_records.values()))
@@ -255,6 +320,9 @@ class Server:
         return ck
 
     # -- the run
+    _COUNTERS = ("bytes_up", "bytes_down", "topk_bytes_up", "mask_bytes_down",
+                 "client_peak_bytes", "excluded", "moved", "mask_version")
+
     def run(self, grid: Grid) -> dict:
         cfg = self.cfg
         if self.out.exists() and (self.out.is_file() or any(self.out.iterdir())):
@@ -266,37 +334,43 @@ class Server:
         if ck is None:
             state = {k: v.detach().clone() for k, v in self.build(cfg.seed).state_dict().items()}
             ck = {"fingerprint": cfg.fingerprint(), "round": 0, "state": state, "masks": None,
-                  "history": [], "bytes_up": 0, "bytes_down": 0, "topk_bytes_up": 0,
-                  "excluded": [], "moved": 0, "topk_client_bytes": 0, "selection": None,
-                  "elapsed": 0.0}
+                  "history": [], "selection": None, "elapsed": 0.0, "started": False,
+                  "bytes_up": 0, "bytes_down": 0, "topk_bytes_up": 0, "mask_bytes_down": 0,
+                  "client_peak_bytes": 0, "excluded": [], "moved": 0, "mask_version": 0}
         else:
             log.info("resuming %s after round %d", self.work, ck["round"])
-        strategy = SparseFedAvg(ck["state"], ck["masks"], cfg.needed_replies)
-        strategy.bytes_up, strategy.bytes_down = ck["bytes_up"], ck["bytes_down"]
-        strategy.topk_bytes_up, strategy.excluded = ck["topk_bytes_up"], ck["excluded"]
-        strategy.moved = ck["moved"]
-        if cfg.method == "fedtiny" and ck["round"] == 0 and ck["selection"] is None:
-            sel = self.select(grid, nodes, strategy)
-            strategy.state, strategy.masks = sel["state"], sel["masks"]
+        strategy = SparseFedAvg(ck["state"], ck["masks"], cfg.needed_replies,
+                                fraction_train=cfg.fraction, min_train_nodes=cfg.min_train_nodes,
+                                seed=cfg.seed)
+        for k in self._COUNTERS:
+            setattr(strategy, k, ck[k])
+        self.hello(grid, nodes, strategy)
+        if cfg.method in ("fedtiny", "feddst") and not ck["started"]:
+            sel = self.select(grid, nodes, strategy) if cfg.method == "fedtiny" else \
+                self.select_single(strategy)
+            strategy.state = sel["state"]
+            strategy.set_masks(sel["masks"])
             ck["selection"] = sel["selection"]
+        ck["started"] = True
         dense_rounds = cfg.dense_rounds or cfg.rounds // 2
-        train_conf = ConfigRecord(cfg.flat())
+        train_conf = ConfigRecord(self.conf)
         for t in range(ck["round"] + 1, cfg.rounds + 1):
-            if cfg.method == "fedtiny" and self.schedule.is_update(t):
-                strategy.regrow = M.regrow_counts(strategy.masks, self.schedule.alpha, t,
-                                                  self.schedule.t_end)
-                ck["topk_client_bytes"] = max(ck["topk_client_bytes"],
-                                              topk_memory_bytes(strategy.regrow))
-            msgs = strategy.configure_train(t, wire.state_to_record(strategy.state),
-                                            train_conf, grid)
+            if self.schedule.is_update(t) and strategy.masks:
+                counts = M.regrow_counts(strategy.masks, self.schedule.alpha, t,
+                                         self.schedule.t_end)
+                if cfg.method == "fedtiny" and cfg.regrow:
+                    strategy.regrow = counts
+                elif cfg.method == "feddst":
+                    strategy.readjust = counts
+            train_conf["masked"] = bool(strategy.masks)
+            msgs = strategy.configure_train(t, ArrayRecord(), train_conf, grid)
             replies = grid.send_and_receive(msgs, timeout=cfg.timeout)
             _, train_metrics = strategy.aggregate_train(t, replies)
-            if cfg.method == "globalmp" and t == dense_rounds:
-                self._global_prune(strategy)
+            if cfg.method in ("globalmp", "erkmp") and t == dense_rounds:
+                self._one_shot_prune(strategy)
             fed_eval = None
             if cfg.eval_clients:
-                ev = strategy.configure_evaluate(t, wire.state_to_record(strategy.state),
-                                                 ConfigRecord(cfg.flat()), grid)
+                ev = strategy.configure_evaluate(t, ArrayRecord(), ConfigRecord(self.conf), grid)
                 fed_eval = strategy.aggregate_evaluate(
                     t, grid.send_and_receive(ev, timeout=cfg.timeout))
             model = self.build(cfg.seed)
@@ -306,25 +380,43 @@ class Server:
                    "density": M.density(strategy.masks) if strategy.masks else 1.0,
                    "train_loss": float(train_metrics["train-loss"]) if train_metrics else None,
                    "client_acc": float(fed_eval["eval-acc"]) if fed_eval else None,
-                   "bytes_up": strategy.bytes_up, "skipped": train_metrics is None}
+                   "clients": int(train_metrics["replies"]) if train_metrics else 0,
+                   "examples": int(train_metrics["num-examples"]) if train_metrics else 0,
+                   "client_peak_bytes": int(train_metrics["peak-bytes"]) if train_metrics else 0,
+                   "bytes_up": strategy.bytes_up, "bytes_down": strategy.bytes_down,
+                   "skipped": train_metrics is None}
             ck.update(round=t, state=strategy.state, masks=strategy.masks,
-                      bytes_up=strategy.bytes_up, bytes_down=strategy.bytes_down,
-                      topk_bytes_up=strategy.topk_bytes_up, excluded=strategy.excluded,
-                      moved=strategy.moved, elapsed=ck["elapsed"] + time.monotonic() - t0)
+                      elapsed=ck["elapsed"] + time.monotonic() - t0,
+                      **{k: getattr(strategy, k) for k in self._COUNTERS})
             t0 = time.monotonic()
             ck["history"].append(rec)
             self.save_checkpoint(ck)
-            if self.on_round:
-                self.on_round(rec)
+            with (self.work / ROUNDS_FILE).open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if t == int(cfg.extra.get("stop_after_round", 0)):
+                raise TinymcuError(f"stopped after round {t} (stop_after_round drill)")
         return self.finish(ck)
 
-    def _global_prune(self, strategy: SparseFedAvg) -> None:
+    def select_single(self, strategy: SparseFedAvg) -> dict:
+        """FedDST's start: the seed's ERK magnitude mask at initialisation (no selection)."""
+        (state, mk), = fedtiny.make_candidates(self.build, self.cfg.density, [self.cfg.seed])
+        return {"state": state, "masks": mk, "selection": None}
+
+    def _one_shot_prune(self, strategy: SparseFedAvg) -> None:
+        """globalmp: one threshold with a per-layer floor; erkmp: per-layer magnitude at ERK
+        densities. Both after the dense rounds, then fine-tuned under the fixed mask."""
         model = self.build(self.cfg.seed)
         names = M.prunable_names(model)
-        strategy.masks = M.global_magnitude_masks({n: strategy.state[n] for n in names},
-                                                  self.cfg.density)
+        weights = {n: strategy.state[n] for n in names}
+        if self.cfg.method == "globalmp":
+            masks = M.global_magnitude_masks(weights, self.cfg.density, self.cfg.floor)
+        else:
+            dens = M.erk_densities({n: tuple(w.shape) for n, w in weights.items()},
+                                   self.cfg.density)
+            masks = M.magnitude_masks(weights, dens)
+        strategy.set_masks(masks)
         strategy.state = dict(strategy.state)
-        for n, m in strategy.masks.items():
+        for n, m in masks.items():
             strategy.state[n] = strategy.state[n] * m
 
     def finish(self, ck: dict) -> dict:
@@ -361,7 +453,8 @@ class Server:
             "client_to_server_bytes": ck["bytes_up"],
             "server_to_client_bytes": ck["bytes_down"],
             "topk_upload_bytes": ck["topk_bytes_up"],
-            "topk_client_memory_bytes": ck["topk_client_bytes"],
+            "mask_download_bytes": ck["mask_bytes_down"],
+            "client_peak_bytes": ck["client_peak_bytes"],
             "weights_moved_by_regrowth": ck["moved"],
             "selection": ck["selection"],
             "excluded_clients": ck["excluded"],
@@ -381,24 +474,36 @@ def _all_finite(rec: ArrayRecord) -> bool:
                if np.issubdtype(a.numpy().dtype, np.floating))
 
 
-def make_server_app(cfg: PruneConfig, sink: dict | None = None,
-                    on_round: Callable[[dict], None] | None = None) -> ServerApp:
-    """A ServerApp bound to ``cfg`` (simulation); the report lands in ``sink["report"]``."""
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        report = Server(cfg, on_round).run(grid)
-        if sink is not None:
-            sink["report"] = report
-
-    return app
-
-
 server_app = ServerApp()
 
 
 @server_app.main()
 def deployed_main(grid: Grid, context: Context) -> None:
-    """``flwr run`` entry point: settings come from the app's ``[tool.flwr.app.config]``."""
-    Server(PruneConfig.from_flat(dict(context.run_config))).run(grid)
+    """``flwr run`` entry point: settings come from the app's ``[tool.flwr.app.config]``.
+
+    With a ``jobs`` key (a JSON file of flat configs, :func:`tinymcu.prune.run.run_pruning_many`)
+    the jobs run in turn on the same nodes, one JSON line each in ``<jobs>.done.jsonl``."""
+    run_config = dict(context.run_config)
+    jobs = str(run_config.get("jobs", ""))
+    if not jobs:
+        cfg = PruneConfig.from_flat(run_config)
+        try:
+            Server(cfg).run(grid)
+        except TinymcuError as e:  # the caller shows this one line, not Flower's traceback
+            work = Path(cfg.out).with_name(Path(cfg.out).name + ".partial")
+            work.mkdir(parents=True, exist_ok=True)
+            (work / ERROR_FILE).write_text(str(e) + "\n")
+            raise
+        return
+    done = Path(jobs).with_suffix(".done.jsonl")
+    for flat in json.loads(Path(jobs).read_text()):
+        cfg = PruneConfig.from_flat(flat)
+        t0 = time.monotonic()
+        error = None
+        try:
+            Server(cfg).run(grid)
+        except (TinymcuError, RuntimeError, ValueError) as e:
+            error = str(e) or type(e).__name__
+        with done.open("a") as f:
+            f.write(json.dumps({"out": cfg.out, "seconds": time.monotonic() - t0,
+                                "error": error}) + "\n")

@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from tinymcu.errors import OverBudget, TinymcuError
-
-from . import masks as M
-from .modelspec import build_model, factory_path
+from tinymcu.prune import masks as M
+from tinymcu.prune.modelspec import build_model, factory_path
 
 DEFAULT_RESERVE = 64 * 1024
 """Flash kept for the runtime, kernels and application code."""
@@ -109,8 +108,7 @@ def plan_sram(model: nn.Module, input_shape: tuple[int, ...], sram_bytes: int) -
     from tinymcu.mcu_runtime import patch
     from tinymcu.mcu_runtime.planner import plan
     from tinymcu.mcu_runtime.schedule import layer_schedule
-
-    from .torch_ir import torch_graph
+    from tinymcu.prune.torch_ir import torch_graph
 
     graph = torch_graph(model, input_shape)
     layer = plan(graph, layer_schedule(graph)).arena_bytes

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 
 from tinymcu.errors import TinymcuError
 
-METHODS = ("fedtiny", "globalmp", "dense")
+METHODS = ("fedtiny", "feddst", "globalmp", "erkmp", "dense")
+"""FedTiny; FedDST (client-side prune/regrow, server mask aggregation); one-shot magnitude
+pruning after dense rounds with a global threshold and per-layer floor (globalmp) or ERK
+layer densities (erkmp); dense FedAvg."""
 
 
 @dataclass
@@ -40,6 +43,15 @@ class PruneConfig:
     """"cosine" decays the clients' learning rate over the rounds (to lr/20), "constant" not."""
     batch: int = 16
     candidates: int = 5
+    """FedTiny's adaptive-BN candidates; 1 skips the selection (the no-ABNS ablation)."""
+    regrow: bool = True
+    """FedTiny's progressive pruning; False keeps the selected mask (the ablation)."""
+    fraction: float = 1.0
+    """FedAvg's ``fraction_train``: share of the connected clients sampled per round."""
+    min_train_nodes: int = 1
+    """FedAvg's ``min_train_nodes``: fewest clients sampled per round."""
+    floor: float = 0.25
+    """globalmp: every layer keeps at least floor·density of its weights (never empty)."""
     prune_alpha: float = 0.2
     delta_t: int = 0
     """Rounds between progressive updates; 0 scales the reference ΔT=10/T_end=100 to the run."""
@@ -49,7 +61,7 @@ class PruneConfig:
     test_fraction: float = 0.2
     device: str = "auto"
     min_clients: int = 0
-    """Fewest valid replies a round needs to go on; 0 means half the clients (at least 1)."""
+    """Fewest valid replies a round needs to go on; 0 means half the sampled clients (≥ 1)."""
     timeout: float = 300.0
     eval_clients: bool = False
     resume: bool = False
@@ -66,8 +78,12 @@ class PruneConfig:
             raise TinymcuError(f"SRAM budget must not be negative, got {self.sram}")
         if self.clients < 1 or self.rounds < 1:
             raise TinymcuError("need at least 1 client and 1 round")
-        if self.method == "globalmp" and self.rounds < 2:
-            raise TinymcuError("globalmp needs at least 2 rounds (dense, then fine-tune)")
+        if self.method in ("globalmp", "erkmp") and self.rounds < 2:
+            raise TinymcuError(f"{self.method} needs at least 2 rounds (dense, then fine-tune)")
+        if not 0.0 < self.fraction <= 1.0:
+            raise TinymcuError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.min_train_nodes < 1:
+            raise TinymcuError("min_train_nodes must be at least 1")
         if self.lr_schedule not in ("cosine", "constant"):
             raise TinymcuError(f"lr_schedule must be cosine or constant, got {self.lr_schedule!r}")
         if self.candidates < 1:
@@ -79,8 +95,13 @@ class PruneConfig:
         return self.alpha <= 0
 
     @property
+    def sampled(self) -> int:
+        """Clients trained per round (FedAvg's rule: ⌊fraction·clients⌋, ≥ min_train_nodes)."""
+        return min(self.clients, max(int(self.clients * self.fraction), self.min_train_nodes))
+
+    @property
     def needed_replies(self) -> int:
-        return self.min_clients or max(1, self.clients // 2)
+        return self.min_clients or max(1, self.sampled // 2)
 
     def round_lr(self, t: int) -> float:
         """Client learning rate in round ``t`` (1-based)."""
@@ -115,4 +136,7 @@ class PruneConfig:
         d = self.flat()
         for k in ("out", "resume", "device", "timeout"):
             d.pop(k)
+        # a drill that stops the run early does not change what the finished run computes
+        d["extra"] = json.dumps({k: v for k, v in self.extra.items() if k != "stop_after_round"},
+                                sort_keys=True)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,14 +1,22 @@
 """Datasets and how they are split over federated clients.
 
-A dataset is two numpy arrays: ``x`` float32 NCHW and ``y`` int64 labels. Sources: the built-in
-``digits`` (sklearn, no download), a user ``.npz`` with ``x`` and ``y`` (NHWC or NCHW; uint8 is
-scaled to [0, 1]), or an image folder (one sub-folder per class). Every client derives its own
-partition from (source, clients, alpha, seed), so no data ever travels over Flower.
+A dataset is two numpy arrays: ``x`` float32 (N, C, H, W) images or (N, C, L) sequences and
+``y`` int64 labels. Built-in sources, none of which downloads anything: ``digits`` (sklearn, 8×8),
+``mnist1d`` (MNIST-1D generated offline by the ``mnist1d`` package, 5,000 length-40 sequences)
+and ``animal-mnist`` (10,000 28×28 animal silhouettes shipped inside the ``animal-mnist``
+wheel). Otherwise a user ``.npz`` with ``x`` and ``y`` (NHWC or NCHW; uint8 is scaled to [0, 1])
+or an image folder (one sub-folder per class). Every client derives its own partition from
+(source, clients, alpha, seed), so no data ever travels over Flower; a real SuperNode can
+instead train on its own files (``data-path`` in its node config, :func:`load`).
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
+import pickle
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +47,62 @@ def _digits() -> Dataset:
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[:, None, :, :]
     return Dataset(x, d.target.astype(np.int64))
+
+
+BUILTIN = ("digits", "mnist1d", "animal-mnist")
+
+
+def _mnist1d() -> Dataset:
+    """MNIST-1D with the package's default arguments (seed 42), generated in memory.
+
+    ``make_dataset`` is the offline generator (``get_dataset`` would download). It reseeds the
+    global ``random``/``numpy`` generators, so their state is restored afterwards. Its own
+    80/20 split is joined back: our seeded train/test split applies as for every source.
+    """
+    try:
+        from mnist1d.data import make_dataset
+    except ImportError as e:
+        raise TinymcuError("--data mnist1d needs the mnist1d package "
+                           "(pip install 'tinymcu[federated]')") from e
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset()
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    x = np.concatenate([d["x"], d["x_test"]]).astype(np.float32)[:, None, :]
+    return Dataset(x, np.concatenate([d["y"], d["y_test"]]).astype(np.int64))
+
+
+class _NumpyOnly(pickle.Unpickler):
+    """The animal-mnist files are gzipped pickles of two ndarrays: allow only what rebuilds an
+    ndarray, so a tampered file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing {module}.{name} in a data file")
+        return super().find_class(module, name)
+
+
+def _animal_mnist() -> Dataset:
+    """Animal-MNIST read straight from the wheel's files (its loader imports TensorFlow)."""
+    spec = importlib.util.find_spec("animal_mnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise TinymcuError("--data animal-mnist needs the animal-mnist package "
+                           "(pip install --no-deps animal-mnist==0.4)")
+    root = Path(next(iter(spec.submodule_search_locations))) / "data" / "Animal_MNIST"
+    arrays = []
+    for name in ("animal_data_version_3.gz", "animal_label_version_3.gz"):
+        try:
+            with gzip.open(root / name, "rb") as f:
+                arrays.append(np.asarray(_NumpyOnly(f).load()))
+        except (OSError, pickle.UnpicklingError, EOFError) as e:
+            raise TinymcuError(f"{root / name}: unreadable animal-mnist file ({e})") from e
+    x, y = arrays
+    return Dataset(_to_nchw(x.astype(np.uint8), "animal-mnist"), y.astype(np.int64))
 
 
 def _to_nchw(x: np.ndarray, source: str) -> np.ndarray:
@@ -93,18 +157,24 @@ def _image_folder(path: Path) -> Dataset:
 
 @functools.lru_cache(maxsize=4)
 def load(source: str) -> Dataset:
-    """``digits``, a ``.npz`` path or an image folder path (cached: clients reload per message)."""
+    """A built-in name, a ``.npz`` path or an image folder path (cached: clients reload per
+    message)."""
     if source == "digits":
         return _digits()
+    if source == "mnist1d":
+        return _mnist1d()
+    if source == "animal-mnist":
+        return _animal_mnist()
     path = Path(source)
     if not path.exists():
         raise TinymcuError(
-            f"data not found: {source} (use 'digits', a .npz file or an image folder)")
+            f"data not found: {source} (use {', '.join(BUILTIN)}, a .npz file or an image folder)")
     if path.is_dir():
         return _image_folder(path)
     if path.suffix == ".npz":
         return _npz(path)
-    raise TinymcuError(f"{source}: unsupported data (use 'digits', a .npz file or an image folder)")
+    raise TinymcuError(f"{source}: unsupported data (use {', '.join(BUILTIN)}, a .npz file or an "
+                       "image folder)")
 
 
 def train_test_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import PruneConfig
+from tinymcu.prune.config import PruneConfig
 
 
 def _toml_value(v: object) -> str:
@@ -33,9 +33,10 @@ def _toml_value(v: object) -> str:
     return json.dumps(str(v))
 
 
-def write_app(app_dir: Path, cfg: PruneConfig) -> Path:
+def write_app(app_dir: Path, cfg: PruneConfig, jobs: str = "") -> Path:
     """Write the Flower app's pyproject.toml; ``cfg.out`` should be absolute (the ServerApp
-    process has its own working directory)."""
+    process has its own working directory). ``jobs``: a JSON file of many jobs' flat
+    configs that the ServerApp runs in turn instead (benchmarks)."""
     app_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         "[build-system]", 'requires = ["hatchling"]', 'build-backend = "hatchling.build"', "",
@@ -48,6 +49,8 @@ def write_app(app_dir: Path, cfg: PruneConfig) -> Path:
         "[tool.flwr.app.config]",
     ]
     lines += [f"{k} = {_toml_value(v)}" for k, v in cfg.flat().items()]
+    if jobs:
+        lines.append(f"jobs = {_toml_value(jobs)}")
     path = app_dir / "pyproject.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -5,10 +5,11 @@
    example count, clients score each candidate's loss with the pooled BN, the lowest total wins.
    Pooling the moments before scoring removes the bias a single client's non-IID data would put
    into the choice.
-2. Progressive pruning: every ΔT rounds until T_end, clients send the top-k |gradient| of each
-   layer's *inactive* weights (values + flat indices, k bounded by the schedule); the server sums
-   them weighted by examples, drops the k smallest active weights and grows the k inactive
-   weights with the largest aggregated gradient, so density is constant.
+2. Progressive pruning: every ΔT rounds until T_end, clients send the top-k of each layer's
+   mean gradient over its *inactive* weights (values + flat indices, k bounded by the schedule;
+   streamed without a dense accumulator, ``local.StreamingTopK``); the server averages them
+   weighted by examples, drops the k smallest active weights and grows the k inactive weights
+   with the largest aggregated gradient, so density is constant.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import masks as M
+from tinymcu.prune import masks as M
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,11 @@ def select_candidate(losses: list[tuple[list[float], float]]) -> tuple[int, list
     return int(np.argmin(agg)), agg
 
 
-def topk_inactive(grad: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The client's upload: the ``k`` inactive positions with the largest |grad| (values, flat
-    int32 indices). Only these 8·k bytes per layer leave the client."""
-    score = torch.where(mask, torch.zeros_like(grad), grad).abs().flatten()
-    k = min(k, int((~mask).sum()))
-    if k <= 0:
-        return np.zeros(0, np.float32), np.zeros(0, np.int32)
-    idx = torch.topk(score, k, sorted=False).indices
-    return grad.flatten()[idx].float().numpy(), idx.to(torch.int32).numpy()
-
-
 def aggregate_topk(
     reports: list[tuple[np.ndarray, np.ndarray, float]], shape: tuple[int, ...]
 ) -> torch.Tensor:
-    """Example-weighted sum of sparse gradient reports as a dense |score| tensor.
+    """Example-weighted mean of sparse gradient reports (in report order) as a dense |score|
+    tensor.
 
     A position a client did not report counts as zero for that client: it was not among its
     top-k, so its gradient there was small.

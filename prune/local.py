@@ -6,11 +6,13 @@ Kept free of Flower so the same functions run in unit tests, in the ClientApp an
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 from torch import nn
 
-from .masks import Masks, apply_masks
+from tinymcu.prune.masks import Masks, apply_masks, prune_and_regrow
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -26,6 +28,68 @@ def _batches(x: np.ndarray, y: np.ndarray, batch: int, rng: np.random.Generator 
         yield torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
 
 
+class StreamingTopK:
+    """Running top-k of one layer's mean gradient over its *inactive* positions, in O(k) memory.
+
+    After each batch, the batch gradient's ``cap`` largest inactive entries are merged into a
+    sparse running sum (values at equal indices add) that is cut back to its ``cap`` largest;
+    the result is the ``k`` largest of that sum divided by the number of batches (a mean, so
+    clients with more batches do not shout louder). ``cap = 2k`` keeps positions that were
+    large in a few batches alive long enough to be summed. What is held: ``cap`` float32
+    values and int64 indices per layer, plus one transient dense score of the layer per batch
+    (freed before the next layer); autograd's ``.grad`` buffers exist for SGD anyway.
+    """
+
+    def __init__(self, k: int, cap_factor: int = 2) -> None:
+        self.k = k
+        self.cap = max(1, cap_factor * k)
+        self.idx = torch.zeros(0, dtype=torch.int64)
+        self.vals = torch.zeros(0, dtype=torch.float32)
+        self.batches = 0
+
+    def add(self, grad: torch.Tensor, mask: torch.Tensor) -> None:
+        self.batches += 1
+        if self.k <= 0:
+            return
+        score = torch.where(mask, torch.zeros_like(grad), grad).flatten().float().cpu()
+        n = min(self.cap, int((~mask).sum()))
+        top = torch.topk(score.abs(), n, sorted=False).indices if n > 0 else self.idx[:0]
+        idx = torch.cat([self.idx, top])
+        vals = torch.cat([self.vals, score[top]])
+        del score
+        uniq, inv = torch.unique(idx, return_inverse=True)
+        summed = torch.zeros(len(uniq), dtype=torch.float32).index_add_(0, inv, vals)
+        if len(uniq) > self.cap:
+            keep = torch.sort(torch.topk(summed.abs(), self.cap, sorted=False).indices).values
+            uniq, summed = uniq[keep], summed[keep]
+        self.idx, self.vals = uniq, summed
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean values float32, flat indices int32) of the k largest |mean gradient|."""
+        k = min(self.k, len(self.idx))
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int32)
+        sel = torch.sort(torch.topk(self.vals.abs(), k, sorted=False).indices).values
+        vals = self.vals[sel] / max(1, self.batches)
+        return vals.numpy().astype(np.float32), self.idx[sel].to(torch.int32).numpy()
+
+    def dense_score(self, shape: torch.Size) -> torch.Tensor:
+        """|mean gradient| as a dense tensor (zero off the kept entries), for regrowth."""
+        vals, idx = self.result()
+        out = torch.zeros(shape.numel())
+        out[torch.from_numpy(idx).long()] = torch.from_numpy(np.abs(vals))
+        return out.view(shape)
+
+
+@dataclass
+class TrainResult:
+    loss: float
+    topk: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """FedTiny's report: per layer, (mean gradient values, flat indices) of the top-k."""
+    masks: Masks | None = None
+    """The masks after FedDST's client-side prune/regrow (None when it did not run)."""
+
+
 def train(
     model: nn.Module,
     x: np.ndarray,
@@ -37,10 +101,16 @@ def train(
     batch: int,
     seed: int,
     device: torch.device,
-    collect_grads: bool = False,
-) -> tuple[float, dict[str, torch.Tensor]]:
-    """Masked local SGD. Returns mean training loss and, if asked, the gradient of each masked
-    weight summed over the last epoch's batches (FedTiny's regrowth signal).
+    topk: dict[str, int] | None = None,
+    readjust: dict[str, int] | None = None,
+) -> TrainResult:
+    """Masked local SGD.
+
+    ``topk``: stream the top-k mean gradient of each listed layer's inactive weights over the
+    last epoch (FedTiny's regrowth signal, :class:`StreamingTopK`). ``readjust``: FedDST's
+    client-side step — after the first epoch (the last if there is one), drop each listed
+    layer's k smallest active weights and grow the k inactive ones with the largest streamed
+    gradient (new weights start at zero), then keep training under the new mask.
 
     Pruned weights are re-zeroed after every step so momentum cannot revive them; their
     gradients are still computed by autograd, which is what regrowth needs.
@@ -49,25 +119,49 @@ def train(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     rng = np.random.default_rng(seed)
     params = dict(model.named_parameters())
-    grads = {n: torch.zeros_like(params[n]) for n in (masks or {})} if collect_grads else {}
     dev_masks = {n: m.to(device) for n, m in (masks or {}).items()}
+    topk_epoch = epochs - 1
+    readjust_epoch = 0
+    streams = {n: StreamingTopK(k) for n, k in (topk or {}).items()}
+    adjust = {n: StreamingTopK(k) for n, k in (readjust or {}).items()}
     losses: list[float] = []
+    new_masks: Masks | None = None
     for epoch in range(epochs):
         for xb, yb in _batches(x, y, batch, rng):
             xb, yb = xb.to(device), yb.to(device)
             opt.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(model(xb), yb)
             loss.backward()
-            if collect_grads and epoch == epochs - 1:
-                for n in grads:
-                    grads[n] += params[n].grad.detach()
+            if epoch == topk_epoch:
+                for n, st in streams.items():
+                    st.add(params[n].grad.detach(), dev_masks[n])
+            if epoch == readjust_epoch:
+                for n, st in adjust.items():
+                    st.add(params[n].grad.detach(), dev_masks[n])
             for n, m in dev_masks.items():
                 params[n].grad.mul_(m)
             opt.step()
             if dev_masks:
                 apply_masks(model, dev_masks)
             losses.append(float(loss))
-    return float(np.mean(losses)) if losses else 0.0, {n: g.cpu() for n, g in grads.items()}
+        if epoch == readjust_epoch and adjust:
+            new_masks = _readjust(params, dev_masks, adjust)
+            dev_masks = {n: m.to(device) for n, m in new_masks.items()}
+            apply_masks(model, dev_masks)
+    return TrainResult(float(np.mean(losses)) if losses else 0.0,
+                       {n: st.result() for n, st in streams.items()}, new_masks)
+
+
+def _readjust(params: dict[str, nn.Parameter], masks: Masks,
+              streams: dict[str, StreamingTopK]) -> Masks:
+    """FedDST's local prune/regrow on every layer with a stream; other layers keep theirs."""
+    out = {n: m.cpu() for n, m in masks.items()}
+    with torch.no_grad():
+        for n, st in streams.items():
+            w = params[n].detach().cpu()
+            new_w, out[n] = prune_and_regrow(w, out[n], st.dense_score(w.shape), st.k)
+            params[n].copy_(new_w.to(params[n].device))
+    return out
 
 
 @torch.no_grad()

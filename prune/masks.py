@@ -74,14 +74,30 @@ def magnitude_masks(weights: dict[str, torch.Tensor], densities: dict[str, float
     }
 
 
-def global_magnitude_masks(weights: dict[str, torch.Tensor], density: float) -> Masks:
-    """One threshold over all layers (the global magnitude pruning baseline)."""
-    flat = torch.cat([w.detach().abs().flatten() for w in weights.values()])
-    k = keep_count(flat.numel(), density)
-    keep = topk_mask(flat, k)
+def global_magnitude_masks(weights: dict[str, torch.Tensor], density: float,
+                           floor: float = 0.0) -> Masks:
+    """One threshold over all layers (the global magnitude pruning baseline), with a per-layer
+    floor: every layer first keeps its ``max(1, floor·density·numel)`` largest weights, and the
+    rest of the budget goes to the globally largest of the remaining weights.
+
+    Without a floor (``floor=0``, still at least one weight per layer) a single threshold can
+    leave a large layer almost empty — it cut every weight of the demo CNN's widest conv at
+    5 % and the model predicted a constant; the floor keeps the baseline honest at every
+    density while the total kept stays exactly ``keep_count(total, density)``.
+    """
+    total = sum(w.numel() for w in weights.values())
+    k = keep_count(total, density)
+    floors = {n: min(w.numel(), max(1, math.ceil(floor * density * w.numel())))
+              for n, w in weights.items()}
+    reserved = {n: topk_mask(w.detach().abs(), floors[n]) for n, w in weights.items()}
+    rest = max(0, k - sum(floors.values()))
+    # Reserved positions score -1 so the global pick only chooses among the others.
+    flat = torch.cat([torch.where(reserved[n], torch.full_like(w, -1.0), w.detach().abs()).flatten()
+                      for n, w in weights.items()])
+    keep = topk_mask(flat, rest)
     out, start = {}, 0
     for n, w in weights.items():
-        out[n] = keep[start : start + w.numel()].view_as(w).clone()
+        out[n] = keep[start : start + w.numel()].view_as(w).clone() | reserved[n]
         start += w.numel()
     return out
 

@@ -9,8 +9,7 @@ import inspect
 from torch import nn
 
 from tinymcu.errors import TinymcuError
-
-from . import zoo
+from tinymcu.prune import zoo
 
 
 def factory_path(spec: str) -> str:

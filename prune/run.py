@@ -1,19 +1,20 @@
 """Public entry point: ``run_pruning(config) -> PruneResult``.
 
-Runs the federated job in Flower's simulation runtime (``flwr.simulation.run_simulation``, Ray
-backend: one actor per CPU, clients processed by whichever actor is free), with the same
-ClientApp and server loop a real deployment uses (``prune/deploy.py`` shows the SuperLink /
-SuperNode way). The server writes a checkpoint after every round into ``OUT.partial/``;
-``resume=True`` picks it up; the finished directory is renamed to ``OUT`` at the end.
+Runs the federated job the way Flower runs simulations now: ``flwr run`` of a generated app
+(``prune/deploy.py``: the same ClientApp/ServerApp a real SuperLink + SuperNodes deployment
+runs) on a private simulation SuperLink (``prune/federation.py``; Ray backend, one actor per
+CPU, clients processed by whichever actor is free). The ServerApp runs in Flower's simulation
+process, so results come back through files: a checkpoint after every round in
+``OUT.partial/`` (``resume=True`` picks it up), one JSON line per round in ``rounds.jsonl``
+(``on_round``), and the finished directory renamed to ``OUT`` with its ``report.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import logging
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -22,11 +23,11 @@ from pathlib import Path
 
 import torch
 
+from tinymcu import interrupts
 from tinymcu.errors import TinymcuError
-
-from . import budget
-from . import data as D
-from .config import PruneConfig
+from tinymcu.prune import budget, deploy
+from tinymcu.prune import data as D
+from tinymcu.prune.config import PruneConfig
 
 
 @dataclass
@@ -102,114 +103,150 @@ def record_sram(result: PruneResult, planned: budget.SramPlan, width: float) -> 
     os.replace(tmp, path)
 
 
-def backend_config(cfg: PruneConfig, ray_tmp: str) -> dict:
-    """One CPU per client actor (more than the machine has makes Ray's pool hang empty)."""
+def federation_options(cfg: PruneConfig) -> dict[str, int | float | bool]:
+    """``flwr run --federation-config``: one simulated SuperNode per client, one CPU per client
+    actor (more than the machine has makes Ray's pool hang empty), a GPU share if asked."""
     cpus = max(1, min(os.cpu_count() or 1, cfg.clients))
     gpus = 0.0
     if cfg.device in ("auto", "cuda"):
-        import torch
-
         if torch.cuda.is_available():
             gpus = 1.0 / min(cpus, 4)
-    return {
-        "client_resources": {"num_cpus": 1, "num_gpus": gpus},
-        "init_args": {"num_cpus": cpus, "_temp_dir": ray_tmp, "include_dashboard": False,
-                      "logging_level": logging.ERROR, "log_to_driver": False},
-    }
+    return {"num-supernodes": cfg.clients, "client-resources-num-cpus": 1,
+            "client-resources-num-gpus": gpus, "init-args-num-cpus": cpus,
+            "init-args-log-to-driver": False}
+
+
+class _Progress:
+    """Tails the JSON lines the ServerApp appends (a round's record, a batch job's end),
+    skipping the ones a resumed run's file held already."""
+
+    def __init__(self, *paths: Path) -> None:
+        self.paths = paths
+        self.seen = len(self._lines())
+
+    def _lines(self) -> list[str]:
+        for p in self.paths:
+            with contextlib.suppress(OSError):
+                text = p.read_text()
+                return [ln for ln in text.split("\n")[:-1] if ln]  # a torn last line waits
+        return []
+
+    def new(self) -> list[dict]:
+        lines = self._lines()
+        fresh = [json.loads(ln) for ln in lines[self.seen:]]
+        self.seen = len(lines)
+        return fresh
+
+
+def _federate(app_dir: Path, cfg: PruneConfig, poll: Callable[[], bool]) -> str:
+    """Run the app on a private simulation federation (``flwr run``); Flower's log tail."""
+    from tinymcu.prune.federation import LocalFederation
+
+    # SIGTERM must unwind like Ctrl-C: the federation's processes live in their own sessions
+    # and would outlive a process that just dies.
+    interrupts.install()
+    interrupts.set_note(f"rerun with --resume to continue from {cfg.out}.partial")
+    with LocalFederation() as fed:
+        fed.run(app_dir, federation_options(cfg), poll)
+        return fed.tail()
+
+
+def _failure(work: Path, log_tail: str) -> TinymcuError:
+    """The ServerApp's own one-line error when it wrote one, else Flower's log tail."""
+    from tinymcu.prune.apps import ERROR_FILE
+
+    err = work / ERROR_FILE
+    if err.exists():
+        return TinymcuError(err.read_text().strip())
+    return TinymcuError("the federated run did not finish (Flower's log ends:\n"
+                        f"{log_tail}\n); rerun with --resume to continue from {work}")
+
+
+def run_pruning_many(
+    configs: list[PruneConfig],
+    on_done: Callable[[PruneConfig, dict | None, float, str | None], None],
+) -> None:
+    """Run many jobs one after another on one simulation federation (benchmarks).
+
+    Starting a federation (SuperLink, simulation process, Ray actors importing torch) costs
+    ~20 s; a grid of hundreds of short runs pays it once this way. Each job is exactly what
+    :func:`run_pruning` would run (same Server, same ClientApp; clients key their cached masks
+    by the job's fingerprint). ``on_done(cfg, report, seconds, error)`` is called after each
+    job; a job that fails reports its error and the next one starts.
+    """
+    if not configs:
+        return
+    if len({c.clients for c in configs}) != 1:
+        raise TinymcuError("every job of one batch needs the same number of clients")
+    configs = [dataclasses.replace(c, out=str(Path(c.out).resolve())) for c in configs]
+    for cfg in configs:
+        preflight(cfg)
+    by_out = {c.out: c for c in configs}
+    with tempfile.TemporaryDirectory(prefix="tinymcu-batch-") as tmp:
+        batch = Path(tmp) / "batch.json"
+        batch.write_text(json.dumps([c.flat() for c in configs]))
+        done_file = batch.with_suffix(".done.jsonl")
+        progress = _Progress(done_file)
+        finished: list[str] = []
+
+        def poll() -> bool:
+            for rec in progress.new():
+                cfg = by_out[rec["out"]]
+                report = None
+                if rec["error"] is None:
+                    report = json.loads((Path(cfg.out) / "report.json").read_text())
+                finished.append(cfg.out)
+                on_done(cfg, report, float(rec["seconds"]), rec["error"])
+            return len(finished) == len(configs)
+
+        app = Path(tmp) / "app"
+        deploy.write_app(app, configs[0], jobs=str(batch))
+        tail = _federate(app, configs[0], poll)
+        if len(finished) < len(configs):
+            raise TinymcuError(f"the batch stopped after {len(finished)} of {len(configs)} "
+                               f"jobs (Flower's log ends:\n{tail})")
 
 
 def run_pruning(
     config: PruneConfig | dict,
     on_round: Callable[[dict], None] | None = None,
-    keep_backend: bool = False,
 ) -> PruneResult:
-    """Run one federated pruning job in simulation and return its report.
+    """Run one federated pruning job with ``flwr run`` on a private simulation federation
+    and return its report.
 
     ``on_round`` is called after every round with that round's record (accuracy, loss,
-    density, bytes). ``keep_backend`` leaves Ray running for the next call (benchmarks).
+    density, bytes), read from the ``rounds.jsonl`` the ServerApp appends to.
     """
     cfg = config if isinstance(config, PruneConfig) else PruneConfig.from_flat(config)
+    cfg = dataclasses.replace(cfg, out=str(Path(cfg.out).resolve()))
     planned = sram_gate(cfg.validate()) if cfg.resume else preflight(cfg)
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    with _without_tensorflow():
-        from flwr.simulation import run_simulation
-
-    from .apps import Server, client_app, make_server_app
+    from tinymcu.prune.apps import ROUNDS_FILE, Server
 
     if planned is not None:
         check_trains_planned(cfg, Server(cfg).build(cfg.seed))
+    out = Path(cfg.out)
+    work = out.with_name(out.name + ".partial")
+    progress = _Progress(work / ROUNDS_FILE, out / ROUNDS_FILE)
 
-    ray_tmp = _ray_tmp()
-    sink: dict = {}
-    try:
-        _init_ray(backend_config(cfg, ray_tmp))
-        run_simulation(server_app=make_server_app(cfg, sink, on_round), client_app=client_app,
-                       num_supernodes=cfg.clients, backend_config=backend_config(cfg, ray_tmp))
-    finally:
-        if not keep_backend:
-            shutdown_backend()
-    if "report" not in sink:
-        raise TinymcuError("the federated run did not finish (see the Flower log above); "
-                           f"rerun with --resume to continue from {cfg.out}.partial")
-    result = PruneResult(Path(cfg.out), sink["report"])
+    def poll() -> bool:
+        for rec in progress.new():
+            if on_round:
+                on_round(rec)
+        return (out / "report.json").exists()
+
+    with tempfile.TemporaryDirectory(prefix="tinymcu-app-") as tmp:
+        deploy.write_app(Path(tmp), cfg)
+        tail = _federate(Path(tmp), cfg, poll)
+    if not (out / "report.json").exists():
+        raise _failure(work, tail)
+    result = PruneResult(out, json.loads((out / "report.json").read_text()))
     if planned is not None:
         record_sram(result, planned, cfg.width)
     return result
 
 
-_RAY_TMP: list[str] = []
-
-
 def block_tensorflow() -> None:
-    """Ray worker setup hook: Flower's actor module imports TensorFlow if it is installed, only
-    to offer GPU memory growth; pruning never uses TF, and the import costs ~10 s per worker."""
-    sys.modules.setdefault("tensorflow", None)  # type: ignore[assignment]
-
-
-@contextlib.contextmanager
-def _without_tensorflow():
-    """Import Flower's simulation modules without dragging TensorFlow in (see above), leaving
-    TensorFlow importable afterwards for whoever needs it (the exporter)."""
-    if "tensorflow" in sys.modules:
-        yield
-        return
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        del sys.modules["tensorflow"]
-
-
-def _init_ray(bcfg: dict) -> None:
-    """Start Ray ourselves (Flower skips its own ray.init when Ray is up) to add the TF-blocking
-    worker hook; same PYTHONPATH propagation as Flower's."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    pythonpath = os.pathsep.join(sys.path)
-    if os.environ.get("PYTHONPATH"):
-        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
-    os.environ["PYTHONPATH"] = pythonpath
-    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath},
-                          "worker_process_setup_hook": "tinymcu.prune.run.block_tensorflow"},
-             **bcfg["init_args"])
-
-
-def _ray_tmp() -> str:
-    """A short private temp dir for Ray's sessions (unix socket paths must stay < 108 chars)."""
-    if not _RAY_TMP:
-        _RAY_TMP.append(tempfile.mkdtemp(prefix="tmray", dir="/tmp"))
-    return _RAY_TMP[0]
-
-
-def shutdown_backend() -> None:
-    """Stop Ray and delete its session folders."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    while _RAY_TMP:
-        shutil.rmtree(_RAY_TMP.pop(), ignore_errors=True)
+    """Ray worker setup hook (installed by the simulation launcher, :mod:`.federation`):
+    Flower's actor module imports TensorFlow if it is installed, only to offer GPU memory
+    growth; pruning never uses TF, and the import costs ~10 s per worker."""
+    sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]

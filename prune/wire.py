@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, RecordDict
 
-from . import masks as M
+from tinymcu.prune import masks as M
 
 State = dict[str, torch.Tensor]
 

@@ -175,7 +175,61 @@ def ds_cnn(num_classes: int = 12, in_ch: int = 1, seed: int = 0, width: int = 64
     return DSCNN(num_classes, in_ch, width)
 
 
+class Seq1dCNN(nn.Module):
+    """A small 1-D CNN for MNIST-1D (1×40 sequences): three strided Conv1d+BN+ReLU stages and a
+    linear head over the flattened features. Position matters in MNIST-1D (the digit template is
+    shifted and sheared), so the head sees every position rather than a global pool."""
+
+    def __init__(self, num_classes: int = 10, in_ch: int = 1, width: int = 32,
+                 length: int = 40) -> None:
+        super().__init__()
+
+        def stage(cin: int, cout: int, k: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv1d(cin, cout, k, stride=2, padding=k // 2, bias=False),
+                                 nn.BatchNorm1d(cout), nn.ReLU(inplace=True))
+
+        self.features = nn.Sequential(stage(in_ch, width, 5), stage(width, width, 3),
+                                      stage(width, 2 * width, 3))
+        out_len = length
+        for _ in range(3):
+            out_len = (out_len - 1) // 2 + 1
+        self.fc = nn.Linear(2 * width * out_len, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+class SmallCNN(nn.Module):
+    """A small CNN for 28×28 grey images (animal-mnist): three strided 3×3 conv stages
+    (16/32/64 channels), global pooling, linear head — ~24k prunable weights."""
+
+    def __init__(self, num_classes: int = 10, in_ch: int = 1, width: int = 16) -> None:
+        super().__init__()
+        self.features = nn.Sequential(_conv_bn(in_ch, width, stride=2),
+                                      _conv_bn(width, 2 * width, stride=2),
+                                      _conv_bn(2 * width, 4 * width, stride=2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def seq1d_cnn(num_classes: int = 10, in_ch: int = 1, seed: int = 0, width: int = 32) -> nn.Module:
+    """Factory for :class:`Seq1dCNN` (spec ``tinymcu.prune.zoo:seq1d_cnn``)."""
+    torch.manual_seed(seed)
+    return Seq1dCNN(num_classes, in_ch, width)
+
+
+def small_cnn(num_classes: int = 10, in_ch: int = 1, seed: int = 0, width: int = 16) -> nn.Module:
+    """Factory for :class:`SmallCNN` (spec ``tinymcu.prune.zoo:small_cnn``)."""
+    torch.manual_seed(seed)
+    return SmallCNN(num_classes, in_ch, width)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "seq1d_cnn": seq1d_cnn,
+    "small_cnn": small_cnn,
     "demo_cnn": demo_cnn,
     "mobilenetv2": mobilenetv2,
     "resnet8": resnet8,
@@ -188,6 +242,8 @@ INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "demo_cnn": (1, 1, 8, 8),
     "resnet8": (1, 3, 32, 32),
     "ds_cnn": (1, 1, 49, 10),
+    "seq1d_cnn": (1, 1, 40),
+    "small_cnn": (1, 1, 28, 28),
 }
 
 

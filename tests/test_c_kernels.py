@@ -1,8 +1,8 @@
 """Property tests of the C runtime's arithmetic against the emulator's Python reference.
 
-The fixed-point helpers of ``mcu_runtime/c/tm_common.h`` / ``tm_ops.h`` are compiled once
+The fixed-point helpers of ``mcu_runtime/c/tm_common.h`` / the op headers are compiled once
 into a probe program and fed hypothesis-drawn int32 values (edges included); every result
-must equal ``kernels/quant.py``. Single-op graphs then pin the kernels whose inputs the model
+must equal ``mcu_runtime/quant.py``. Single-op graphs then pin the kernels whose inputs the model
 tests reach only narrowly: SOFTMAX over short and long rows (TFLM aborts at 512 elements,
 the emulator is the reference there) and ADD/SUB/MUL across extreme scale ratios.
 """
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from patch_graphs import _quant
 from test_codegen import CC, CFLAGS, assert_c_equals_emulator
 
+from tinymcu.mcu_runtime import quant
 from tinymcu.mcu_runtime.codegen import runtime_headers
 from tinymcu.mcu_runtime.ir import Graph, Op, Tensor
-from tinymcu.mcu_runtime.kernels import quant
 from tinymcu.mcu_runtime.planner import plan
 from tinymcu.mcu_runtime.schedule import layer_schedule
 

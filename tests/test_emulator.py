@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from tinymcu.errors import TinymcuError
-from tinymcu.mcu_runtime import kernels, oracle, patch
+from tinymcu.mcu_runtime import ops as kernels
+from tinymcu.mcu_runtime import oracle, patch
 from tinymcu.mcu_runtime.emulator import buffer_lifetimes, emulate, unshared_plan
 from tinymcu.mcu_runtime.ir import Graph, Op, Quant, Tensor
 from tinymcu.mcu_runtime.planner import plan
@@ -215,8 +216,11 @@ def _depthwise_graph() -> Graph:
 
 def test_junk_fill_is_what_exposes_a_scratch_overlap() -> None:
     """The depthwise scratch placed over the step's own input: the numpy kernel never writes
-    scratch, so only the junk the emulator puts there (as the C kernel would) catches it."""
-    graph = _depthwise_graph()
+    scratch, so only the junk the emulator puts there (as the C kernel would) catches it.
+    Memory mode: its one-channel scratch leaves room in the small arena for the bad plan."""
+    from tinymcu.mcu_runtime.ops.conv import set_optimize
+
+    graph = set_optimize(_depthwise_graph(), "memory")
     p = plan(graph, layer_schedule(graph))
     assert "scratch@0" in p.offsets
     x = [np.random.default_rng(2).integers(-128, 128, (1, 6, 6, 4)).astype(np.int8)]

@@ -85,7 +85,7 @@ def _cases(tmp_path: Path, calib: Path) -> dict[str, tuple[list[str], str]]:
                            str(calib)], "dynamic dimensions (N)"),
         "unsupported op": ([str(_conv_model(tmp_path / "lrn.onnx", op="Erf")), "--calib",
                             str(calib)], "ONNX op Erf"),
-        "calib shape": ([str(good), "--calib", str(wrong)], "(3, 8, 8)"),
+        "calib shape": ([str(good), "--calib", str(wrong)], "calibration samples are 3×8×8"),
         "bad input shape": ([str(good), "--calib", str(calib), "--input-shape", "2,1,8,8"],
                             "batch 1"),
         "model spec": (["nosuchpkg.mod:factory", "--calib", str(calib)], "nosuchpkg"),
@@ -151,3 +151,24 @@ def test_input_shape_pins_a_dynamic_batch(tmp_path: Path) -> None:
     assert [d.dim_value for d in out] == [1, 4, 8, 8]
     with pytest.raises(TinymcuError, match="contradicts"):
         check_onnx(_conv_model(tmp_path / "dyn2.onnx", batch="N"), (1, 3, 8, 8))
+
+
+def test_log_handlers_made_while_quiet_keep_working() -> None:
+    """A library that creates a logging handler while export silences stderr (torchao on
+    import inside litert's conversion) must not turn its later messages into
+    "--- Logging error ---" tracebacks on a closed stream."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys\n"
+            "from tinymcu.export.quiet import quiet_fd, captured\n"
+            "with quiet_fd(2):\n"
+            "    logging.getLogger('a').addHandler(logging.StreamHandler(sys.stderr))\n"
+            "with captured([]):\n"
+            "    logging.getLogger('b').addHandler(logging.StreamHandler(sys.stderr))\n"
+            "logging.getLogger('a').warning('a-line')\n"
+            "logging.getLogger('b').warning('b-line')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == ["a-line", "b-line"], r.stderr

@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from patch_graphs import GraphBuilder, inverted_residual, mobilenet_like
 from test_patch import random_inputs, run
 
-from tinymcu.mcu_runtime import kernels, patch
-from tinymcu.mcu_runtime.check import Budget, check_model, load_graph
+from tinymcu.mcu_runtime import patch
+from tinymcu.mcu_runtime.check import Budget, check_model
 from tinymcu.mcu_runtime.ir import Graph
+from tinymcu.mcu_runtime.ops.expand_depthwise import parts
 from tinymcu.mcu_runtime.passes import FUSED_KIND, fold_pads, fuse_expand_depthwise
+from tinymcu.mcu_runtime.pipeline import load_graph
 from tinymcu.mcu_runtime.planner import plan
 from tinymcu.mcu_runtime.schedule import layer_schedule
 
@@ -70,7 +72,7 @@ def test_stride_2_blocks_fuse_and_stride_1_blocks_do_not() -> None:
     assert len(f.ops) == len(g.ops) - 2
     for op in f.ops:
         if op.kind == FUSED_KIND:
-            expand, dw = kernels.expand_depthwise.parts(op)
+            expand, dw = parts(op)
             assert graph_tensor_gone(f, expand.outputs[0])
             assert op.outputs == dw.outputs and op.inputs[0] == expand.inputs[0]
     inputs = random_inputs(g)
@@ -95,7 +97,7 @@ def test_fusion_never_raises_a_step_and_keeps_the_macs() -> None:
         op = f.ops[step.op]
         assert live <= by_output[op.outputs[0]]
         if op.kind == FUSED_KIND:  # below the expand step it replaces
-            assert live < by_output[kernels.expand_depthwise.parts(op)[0].outputs[0]]
+            assert live < by_output[parts(op)[0].outputs[0]]
             lower += 1
     assert lower == 2
 

@@ -23,10 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinymcu.errors import TinymcuError
-from tinymcu.mcu_runtime import kernels
+from tinymcu.mcu_runtime import geometry as padding
+from tinymcu.mcu_runtime import ops as kernels
+from tinymcu.mcu_runtime import quant
 from tinymcu.mcu_runtime.emulator import emulate, unshared_plan
 from tinymcu.mcu_runtime.ir import Graph, Op, Quant, Tensor
-from tinymcu.mcu_runtime.kernels import padding, quant
+from tinymcu.mcu_runtime.ops.fully_connected import multipliers
 from tinymcu.mcu_runtime.planner import plan
 from tinymcu.mcu_runtime.schedule import layer_schedule
 from tinymcu.mcu_runtime.tflite_reader import load_tflite
@@ -146,7 +148,7 @@ def test_activation_range_follows_output_quantization() -> None:
 
 
 def test_registry_rejects_unknown_ops() -> None:
-    assert kernels.get("CONV_2D") is kernels.conv
+    assert type(kernels.get("CONV_2D")).__name__ == "Conv2D"
     with pytest.raises(TinymcuError, match="unsupported op LSTM"):
         kernels.get("LSTM")
 
@@ -302,12 +304,18 @@ def test_concatenation_requantizes_inputs_on_another_scale() -> None:
 
 
 def test_depthwise_inplace_scratch_is_one_channel() -> None:
+    """--optimize memory: one input channel; speed: the padded 4-channel plane is larger."""
+    from tinymcu.mcu_runtime.ops.conv import set_optimize
+
     g = spatial_graph("DEPTHWISE_CONV_2D", (8, 6), 3, (3, 3), (1, 1), (1, 1), "SAME", 1, 0)
-    assert kernels.depthwise.inplace(g.ops[0], g)
-    assert kernels.depthwise.scratch_bytes(g.ops[0], g) == 8 * 6
+    assert kernels.get("DEPTHWISE_CONV_2D").inplace(g.ops[0], g)
+    speed_bytes = kernels.get("DEPTHWISE_CONV_2D").scratch_bytes(g.ops[0], g)
+    set_optimize(g, "memory")
+    assert kernels.get("DEPTHWISE_CONV_2D").scratch_bytes(g.ops[0], g) == 8 * 6
+    assert speed_bytes > 8 * 6
     g2 = spatial_graph("DEPTHWISE_CONV_2D", (8, 6), 3, (3, 3), (1, 1), (1, 1), "SAME", 2, 0)
-    assert not kernels.depthwise.inplace(g2.ops[0], g2)
-    assert kernels.depthwise.scratch_bytes(g2.ops[0], g2) == 0
+    assert not kernels.get("DEPTHWISE_CONV_2D").inplace(g2.ops[0], g2)
+    assert kernels.get("DEPTHWISE_CONV_2D").scratch_bytes(g2.ops[0], g2) == 0
 
 
 # --- every op kind against TFLM and BUILTIN_REF on tiny converted models -------------------
@@ -569,7 +577,7 @@ def test_builtin_ref_fully_connected_rounds_once(op_models) -> None:
         out = graph.tensors[op.outputs[0]]
         in_zp = int(graph.tensors[op.inputs[0]].quant.zero_point[0])
         acc = (x.reshape(1, -1).astype(np.int64) - in_zp) @ w.T.astype(np.int64) + b
-        m, shift = kernels.fully_connected._multipliers(op, graph, w.shape[0])
+        m, shift = multipliers(op, graph, w.shape[0])
         n = 31 - shift  # per output channel (the converter quantizes Dense per channel)
         once = ((acc * m + (np.int64(1) << (n - 1))) >> n) + int(out.quant.zero_point[0])
         lo, hi = quant.activation_range(op.attrs["activation"], float(out.quant.scale[0]),
@@ -579,6 +587,42 @@ def test_builtin_ref_fully_connected_rounds_once(op_models) -> None:
         ours = kernels.get(op.kind).run(op, graph, [x, w, b])[0].reshape(once.shape)
         assert np.abs(ours.astype(int) - ref).max() <= 1
 
+
+
+@pytest.mark.parametrize("name", sorted(IO_TYPES))
+def test_c_runtime_takes_float_and_uint8_model_ends(op_models, name: str, tmp_path: Path
+                                                    ) -> None:
+    """Generated C == emulator on a converted model with float32 / uint8 input and output
+    (QUANTIZE/DEQUANTIZE at the ends), and == TFLM on the oracle's inputs."""
+    from test_codegen import CC, build
+
+    from tinymcu.mcu_runtime.codegen import generate
+
+    if CC is None:
+        pytest.skip("needs a host C compiler")
+    out_dir, results = op_models
+    graph = load_tflite(out_dir / f"{name}.tflite")
+    p = plan(graph, layer_schedule(graph))
+    generate(graph, p, tmp_path)
+    exe = build(tmp_path)
+    t_in, t_out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    rng = np.random.default_rng(4)
+    xs = [case["input"].reshape(t_in.shape) for case in results[name]]
+    for _ in range(100):
+        if t_in.dtype == "float32":
+            xs.append(rng.normal(0, 2, t_in.shape).astype(np.float32))
+        else:
+            xs.append(rng.integers(0, 256, t_in.shape).astype(t_in.dtype))
+    src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
+    src.write_bytes(b"".join(np.ascontiguousarray(x).tobytes() for x in xs))
+    proc = subprocess.run([str(exe), str(src), str(dst)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    ys = np.frombuffer(dst.read_bytes(), dtype=t_out.dtype).reshape(len(xs), *t_out.shape)
+    for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        np.testing.assert_array_equal(y, emulate(graph, p, [x], seed=k).outputs[0],
+                                      err_msg=f"{name} input {k}")
+    for k, case in enumerate(results[name]):
+        np.testing.assert_array_equal(ys[k], case["tflm"][0].reshape(t_out.shape))
 
 if __name__ == "__main__":
     build_and_run(Path(sys.argv[1]))

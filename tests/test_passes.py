@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from patch_graphs import GraphBuilder, random_stack
 
 from tinymcu.mcu_runtime import patch
-from tinymcu.mcu_runtime.check import Budget, check_model, load_graph
+from tinymcu.mcu_runtime.check import Budget, check_model
 from tinymcu.mcu_runtime.emulator import emulate
 from tinymcu.mcu_runtime.ir import Graph
 from tinymcu.mcu_runtime.passes import fold_pads
+from tinymcu.mcu_runtime.pipeline import load_graph
 from tinymcu.mcu_runtime.planner import plan
 from tinymcu.mcu_runtime.schedule import Schedule, layer_schedule
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from patch_graphs import GraphBuilder, inverted_residual, mobilenet_like, random_stack
 
 from tinymcu.errors import TinymcuError
-from tinymcu.mcu_runtime import kernels, patch
+from tinymcu.mcu_runtime import ops as kernels
+from tinymcu.mcu_runtime import patch
 from tinymcu.mcu_runtime.emulator import emulate
 from tinymcu.mcu_runtime.ir import Graph
 from tinymcu.mcu_runtime.planner import plan

@@ -35,7 +35,7 @@ def test_output_that_is_a_file_is_refused(capsys, tmp_path):
     f = tmp_path / "taken"
     f.write_text("x")
     code, out = _run(capsys, "--density", "0.1", "--out", str(f))
-    assert code == 2 and "is a file" in out.err
+    assert code == 2 and "not a directory" in out.err
 
 
 def test_board_budget_sets_the_density():

@@ -37,3 +37,12 @@ def test_cosine_learning_rate_decays_to_a_twentieth():
     lrs = [cfg.round_lr(t) for t in range(1, 11)]
     assert lrs[0] == pytest.approx(0.1) and all(a > b for a, b in zip(lrs, lrs[1:]))
     assert lrs[-1] > 0.005 and PruneConfig(lr_schedule="constant").round_lr(7) == 0.05
+
+
+def test_partial_participation_follows_fedavgs_rule():
+    cfg = PruneConfig(clients=20, fraction=0.25, min_train_nodes=2)
+    assert cfg.sampled == 5 and cfg.needed_replies == 2
+    assert PruneConfig(clients=20, fraction=0.05, min_train_nodes=3).sampled == 3
+    for kw in ({"fraction": 0.0}, {"fraction": 1.5}, {"min_train_nodes": 0}):
+        with pytest.raises(TinymcuError):
+            PruneConfig(**kw).validate()

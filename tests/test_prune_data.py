@@ -71,3 +71,26 @@ def test_npz_without_labels(tmp_path):
     np.savez(tmp_path / "x.npz", x=np.zeros((4, 8, 8)))
     with pytest.raises(TinymcuError, match="'x' and 'y'"):
         D.load(str(tmp_path / "x.npz"))
+
+
+def test_builtin_mnist1d_and_animal_mnist_load_offline():
+    m = D.load("mnist1d")
+    assert m.x.shape == (5000, 1, 40) and m.x.dtype == np.float32 and m.num_classes == 10
+    state = np.random.get_state()[1][:4].copy()
+    D.load.cache_clear()
+    m2 = D.load("mnist1d")  # generated again: identical, and the global RNG left alone
+    np.testing.assert_array_equal(m.x, m2.x)
+    np.testing.assert_array_equal(np.random.get_state()[1][:4], state)
+    a = D.load("animal-mnist")
+    assert a.x.shape == (10000, 1, 28, 28) and 0.0 <= a.x.min() and a.x.max() <= 1.0
+    assert np.bincount(a.y).tolist() == [1000] * 10
+
+
+def test_animal_mnist_reader_refuses_code_in_a_pickle():
+    import gzip
+    import io
+    import pickle
+
+    payload = pickle.dumps(print)  # a global that is not an ndarray
+    with pytest.raises(pickle.UnpicklingError):
+        D._NumpyOnly(io.BytesIO(gzip.decompress(gzip.compress(payload)))).load()

@@ -49,14 +49,40 @@ def test_select_candidate_weighs_clients_by_examples():
     assert best == 1 and agg[1] < agg[0]
 
 
-def test_topk_inactive_reports_only_pruned_positions():
+def test_streaming_topk_reports_only_pruned_positions_as_a_mean():
     grad = torch.tensor([9.0, -8.0, 0.5, -3.0, 1.0])
     mask = torch.tensor([True, False, False, False, True])
-    vals, idx = fedtiny.topk_inactive(grad, mask, 2)
+    st = local.StreamingTopK(2)
+    st.add(grad, mask)
+    st.add(grad, mask)  # two equal batches: the mean equals one batch
+    vals, idx = st.result()
     assert sorted(idx.tolist()) == [1, 3] and sorted(vals.tolist()) == [-8.0, -3.0]
 
 
-def test_aggregate_topk_is_an_example_weighted_sum():
+def test_streaming_topk_matches_the_dense_mean_when_the_cap_holds_the_layer():
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(200, generator=g) > 0.7
+    grads = [torch.randn(200, generator=g) for _ in range(6)]
+    st = local.StreamingTopK(50, cap_factor=4)  # cap 200: nothing is ever cut
+    for gr in grads:
+        st.add(gr, mask)
+    vals, idx = st.result()
+    mean = torch.where(mask, torch.zeros(200), torch.stack(grads).mean(0))
+    want = torch.topk(mean.abs(), 50).indices
+    assert sorted(idx.tolist()) == sorted(want.tolist())
+    torch.testing.assert_close(torch.from_numpy(vals), mean[torch.from_numpy(idx).long()])
+
+
+def test_streaming_topk_memory_is_bounded_by_the_cap():
+    st = local.StreamingTopK(10)
+    mask = torch.zeros(10_000, dtype=torch.bool)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        st.add(torch.randn(10_000, generator=g), mask)
+        assert len(st.idx) <= 20 and len(st.vals) <= 20
+
+
+def test_aggregate_topk_is_an_example_weighted_mean():
     reps = [(np.array([2.0], np.float32), np.array([1], np.int32), 3.0),
             (np.array([-4.0, 1.0], np.float32), np.array([1, 2], np.int32), 1.0)]
     score = fedtiny.aggregate_topk(reps, (3,))

@@ -1,5 +1,5 @@
-"""The real thing through Flower's simulation runtime (Ray): FedTiny with a faulty client,
-killed mid-run and resumed, and the exported model reloads from its factory spec."""
+"""The real thing through ``flwr run`` on a simulation federation (Ray): FedTiny with a faulty
+client, stopped mid-run and resumed, and the exported model reloads from its factory spec."""
 
 import importlib
 import json
@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from tinymcu.errors import TinymcuError
 from tinymcu.prune import data as D
 from tinymcu.prune.config import PruneConfig
 from tinymcu.prune.run import run_pruning
@@ -14,26 +15,20 @@ from tinymcu.prune.run import run_pruning
 pytestmark = pytest.mark.slow
 
 
-class Killed(Exception):
-    pass
-
-
 def test_fedtiny_survives_a_nan_client_and_resumes_after_a_kill(tmp_path):
     out = tmp_path / "run"
     cfg = PruneConfig(clients=3, rounds=3, density=0.2, out=str(out), candidates=2,
                       delta_t=1, t_end=3, min_clients=2, timeout=120,
-                      extra={"inject_fault": "1:nan"})
-
-    def kill_after_round_2(rec):
-        if rec["round"] == 2:
-            raise Killed("simulated kill")
-
-    with pytest.raises(Exception):  # noqa: B017 - Flower wraps the server thread's exception
-        run_pruning(cfg, on_round=kill_after_round_2, keep_backend=True)
+                      extra={"inject_fault": "1:nan", "stop_after_round": "2"})
+    seen_first = []
+    with pytest.raises(TinymcuError, match="stopped after round 2"):
+        run_pruning(cfg, on_round=lambda rec: seen_first.append(rec["round"]))
+    assert seen_first == [1, 2]
     ck = torch.load(tmp_path / "run.partial" / "checkpoint.pt", weights_only=False)
     assert ck["round"] == 2 and not out.exists()
 
     cfg.resume = True
+    cfg.extra = {"inject_fault": "1:nan"}  # same fingerprint: the drill key does not count
     seen = []
     result = run_pruning(cfg, on_round=lambda rec: seen.append(rec["round"]))
     rep = result.report
@@ -59,3 +54,23 @@ def test_fedtiny_survives_a_nan_client_and_resumes_after_a_kill(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["client_to_server_bytes"] == rep["client_to_server_bytes"] > 0
     assert not (tmp_path / "run.partial").exists()
+
+
+def test_one_seed_reproduces_bit_for_bit(tmp_path):
+    """Same seed, two runs (new federations, new random node ids, replies in whatever order):
+    the final state and masks are identical, with partial participation and regrowth on."""
+    states = []
+    for i in range(2):
+        cfg = PruneConfig(clients=4, fraction=0.5, min_train_nodes=2, rounds=3, density=0.1,
+                          candidates=2, delta_t=1, t_end=3, epochs=1, timeout=120,
+                          out=str(tmp_path / f"run{i}"))
+        rep = run_pruning(cfg).report
+        assert [r["clients"] for r in rep["rounds"]] == [2, 2, 2]  # ⌊0.5·4⌋ sampled per round
+        states.append((torch.load(tmp_path / f"run{i}" / "model_state.pt"),
+                       torch.load(tmp_path / f"run{i}" / "masks.pt"), rep))
+    (s0, m0, r0), (s1, m1, r1) = states
+    assert s0.keys() == s1.keys() and all(torch.equal(s0[k], s1[k]) for k in s0)
+    assert all(torch.equal(m0[k], m1[k]) for k in m0)
+    assert r0["final_accuracy"] == r1["final_accuracy"]
+    assert r0["client_to_server_bytes"] == r1["client_to_server_bytes"]
+    assert r0["weights_moved_by_regrowth"] > 0 and r0["client_peak_bytes"] > 0

@@ -1,45 +1,22 @@
 """Multi-process deployment on loopback: a SuperLink, two SuperNodes and ``flwr run`` — the
-same ClientApp/ServerApp as the simulation, each client in its own process."""
+same ClientApp/ServerApp as the simulation, each client in its own process. The second node
+trains on its own local file (``data-path`` node config), as a real device would."""
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tinymcu.prune import data as D
 from tinymcu.prune.config import PruneConfig
 from tinymcu.prune.deploy import write_app, write_flwr_home
+from tinymcu.prune.federation import free_port, stop_processes, write_launchers
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc), including ones that started a new session."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
@@ -58,11 +35,16 @@ def test_superlink_two_supernodes_and_flwr_run(tmp_path):
     cfg = PruneConfig(clients=2, rounds=1, density=0.2, candidates=2, out=str(out), timeout=120)
     app = tmp_path / "app"
     write_app(app, cfg)
-    link = _free_port()
+    own = D.load("digits")
+    np.savez(tmp_path / "node1.npz", x=own.x[:57], y=own.y[:57])  # this node's own files
+    node_config = ["partition-id=0 num-partitions=2",
+                   f'partition-id=1 data-path="{tmp_path / "node1.npz"}"']
+    bin_dir = write_launchers(tmp_path / "bin")  # Flower's commands in this interpreter
+    link = free_port()
     home = tmp_path / "flwr-home"
     write_flwr_home(home, f"127.0.0.1:{link}")
     env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0", FLWR_HOME=str(home),
-               TF_CPP_MIN_LOG_LEVEL="3", PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+               TF_CPP_MIN_LOG_LEVEL="3", PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     logs = {}
     procs: list[subprocess.Popen] = []
 
@@ -75,16 +57,16 @@ def test_superlink_two_supernodes_and_flwr_run(tmp_path):
 
     try:
         superlink = start("superlink", [
-            str(BIN / "flower-superlink"), "--insecure", "--host", "127.0.0.1",
+            str(bin_dir / "flower-superlink"), "--insecure", "--host", "127.0.0.1",
             "--port", str(link), "--disable-runtime-dependency-installation",
             "--database", str(tmp_path / "state.db")])
         _wait_port(link, superlink, 60)
         for pid in range(2):
             start(f"supernode{pid}", [
-                str(BIN / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link}",
-                "--port", str(_free_port()),
-                "--node-config", f"partition-id={pid} num-partitions=2"])
-        run = subprocess.run([str(BIN / "flwr"), "run", str(app), "loopback", "--stream"],
+                str(bin_dir / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link}",
+                "--port", str(free_port()),
+                "--node-config", node_config[pid]])
+        run = subprocess.run([str(bin_dir / "flwr"), "run", str(app), "loopback", "--stream"],
                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
         deadline = time.monotonic() + 60
@@ -92,26 +74,15 @@ def test_superlink_two_supernodes_and_flwr_run(tmp_path):
             time.sleep(0.5)
         report = json.loads((out / "report.json").read_text())
         assert [r["round"] for r in report["rounds"]] == [1]
+        # node 0 trained on its partition of the run's data, node 1 on its own 57 samples
+        assert report["rounds"][0]["examples"] == len(D.Split("digits", 2, 0.5, 0).client(0).y) + 57
+        assert report["client_peak_bytes"] > 0
         assert abs(report["density"] - 0.2) < 0.01
         assert report["selection"]["chosen"] in (0, 1)
         assert report["client_to_server_bytes"] > 0 and not report["excluded_clients"]
     finally:
         # The SuperLink/SuperNodes detach helpers (superexec, app processes) into their own
-        # sessions: collect every descendant before stopping anything, then stop them all.
-        family = [c for p in procs for c in _descendants(p.pid)]
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in family:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            time.sleep(2 if sig == signal.SIGTERM else 0)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
+        # sessions: every descendant is collected before anything is stopped.
+        stop_processes(procs)
         for f in logs.values():
             f.close()

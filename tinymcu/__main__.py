@@ -1,3 +1,3 @@
-from .cli import main
+from tinymcu.cli import main
 
 main()

@@ -8,14 +8,21 @@ raises as :class:`~tinymcu.errors.TinymcuError` becomes one line on stderr and i
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 
-import click
+from tinymcu import interrupts  # stdlib only: installed before the slower imports below
 
-from . import __version__
-from .errors import TinymcuError
+if sys.argv and sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("tinymcu",
+                                                                     "__main__.py"):
+    interrupts.install_early()  # the command, not a library import (tests, notebooks)
+
+import importlib  # noqa: E402
+import os  # noqa: E402
+
+import click  # noqa: E402
+
+from tinymcu import __version__  # noqa: E402
+from tinymcu.errors import TinymcuError  # noqa: E402
 
 COMMANDS: dict[str, str] = {
     "demo": "Run the whole pipeline on built-in data (digits).",
@@ -25,6 +32,9 @@ COMMANDS: dict[str, str] = {
     "emulate": "Run an int8 .tflite in a simulated SRAM arena.",
     "codegen": "Generate the C99 int8 runtime code for a model at its planned arena offsets.",
     "firmware": "Build a model's firmware image for a board; --run checks it on QEMU bit for bit.",
+    "validate": "Run N real inputs on a QEMU board; compare each output with emulator and TFLM.",
+    "package": "Wrap codegen output as a CMake library target or an Arduino library.",
+    "flash": "Flash a firmware image onto a board (pyOCD, OpenOCD, st-flash, bossac).",
     "boards": "List the board presets.",
 }
 
@@ -54,25 +64,48 @@ def cli() -> None:
     """
 
 
+def _one_line(text: str) -> str:
+    """Messages may quote file names or library text; stderr gets exactly one line."""
+    return " ".join("".join(c if c.isprintable() else "?" for c in part)
+                    for part in str(text).splitlines()) or "?"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and map library errors onto exit codes without tracebacks."""
+    """Entry point: run the CLI and map library errors onto exit codes without tracebacks.
+
+    Ctrl-C and SIGTERM share one path (:mod:`tinymcu.interrupts`): the clean-up of every
+    ``with``/``finally`` runs, then one line and exit 130 or 143.
+    """
+    interrupts.install()
     try:
-        cli.main(args=argv, prog_name="tinymcu", standalone_mode=False)
+        # make_context + invoke is click's main() without its KeyboardInterrupt handling,
+        # which prints a blank line (a second stderr line) and calls EOFError an abort
+        args = sys.argv[1:] if argv is None else list(argv)
+        with cli.make_context("tinymcu", args) as ctx:
+            cli.invoke(ctx)
     except TinymcuError as e:
-        click.echo(f"error: {e}" if e.exit_code == 2 else str(e), err=True)
+        click.echo(_one_line(f"error: {e}" if e.exit_code == 2 else str(e)), err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(interrupts.message(), err=True)
+        interrupts.exit_now(interrupts.exit_code())
+    except click.UsageError as e:
+        hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        click.echo(_one_line(f"error: {e.format_message()}{hint}"), err=True)
+        sys.exit(2)
     except click.ClickException as e:
-        e.show()
+        click.echo(_one_line(f"error: {e.format_message()}"), err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:  # a bug, not bad input: still one line, traceback on request
-        if os.environ.get("TINYMCU_DEBUG"):
-            raise
-        click.echo(f"internal error: {type(e).__name__}: {e} (TINYMCU_DEBUG=1 shows the traceback)",
-                   err=True)
-        sys.exit(3)
+        _internal(e)
     sys.exit(0)
+
+
+def _internal(e: BaseException) -> None:
+    if os.environ.get("TINYMCU_DEBUG"):
+        raise e
+    click.echo(_one_line(f"internal error: {type(e).__name__}: {e} (TINYMCU_DEBUG=1 shows "
+                         "the traceback)"), err=True)
+    sys.exit(3)

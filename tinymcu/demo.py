@@ -20,8 +20,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from .boards import get_board
-from .outputs import atomic_dir
+from tinymcu.boards import get_board
+from tinymcu.outputs import atomic_dir
 
 
 @dataclass
@@ -37,8 +37,8 @@ class DemoConfig:
 
 
 def _prune(cfg: DemoConfig, out: Path, console: Console) -> dict[str, Any]:
-    from .prune.config import PruneConfig
-    from .prune.run import run_pruning
+    from tinymcu.prune.config import PruneConfig
+    from tinymcu.prune.run import run_pruning
 
     def on_round(rec: dict[str, Any]) -> None:
         console.print(f"  round {rec['round']:>3}: test accuracy {rec['test_acc']:.3f}  "
@@ -54,11 +54,11 @@ def _prune(cfg: DemoConfig, out: Path, console: Console) -> dict[str, Any]:
 def _emulate_test_split(tflite: Path, x: np.ndarray, y: np.ndarray, schedules: list[str],
                         sram: int) -> dict[str, Any]:
     """Emulate every test sample under each schedule; compare with TFLM bit for bit."""
-    from .export.parity import quantize_input
-    from .mcu_runtime.check import candidate_schedules, load_graph
-    from .mcu_runtime.emulator import emulate
-    from .mcu_runtime.oracle import tflm_invoke_batch
-    from .mcu_runtime.planner import plan
+    from tinymcu.export.parity import quantize_input
+    from tinymcu.mcu_runtime.emulator import emulate
+    from tinymcu.mcu_runtime.oracle import tflm_invoke_batch
+    from tinymcu.mcu_runtime.pipeline import candidate_schedules, load_graph
+    from tinymcu.mcu_runtime.planner import plan
 
     _, graph = load_graph(tflite, target="tinymcu")
     quant = graph.tensors[graph.inputs[0]].quant
@@ -81,10 +81,10 @@ def _firmware(tflite: Path, x: np.ndarray, board: str, out: Path) -> dict[str, A
     """Generate the C runtime (pruned filters stored sparse), build the board image and — on
     a board QEMU emulates — run it on the first test image; any disagreement with the planner
     or emulator raises (exit 3)."""
-    from .export.parity import quantize_input
-    from .firmware_templates.pipeline import make_firmware
-    from .firmware_templates.targets import get_target
-    from .mcu_runtime.check import load_graph
+    from tinymcu.export.parity import quantize_input
+    from tinymcu.firmware_templates.pipeline import make_firmware
+    from tinymcu.firmware_templates.targets import get_target
+    from tinymcu.mcu_runtime.pipeline import load_graph
 
     _, graph = load_graph(tflite, target="tinymcu")
     sample = quantize_input(x, graph.tensors[graph.inputs[0]].quant)[0]
@@ -114,10 +114,10 @@ def quiet_third_party_logs() -> None:
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
     """Run the pipeline into ``cfg.out`` and return the summary (also saved as summary.json)."""
     quiet_third_party_logs()
-    from .export.data import digits_split
-    from .export.pipeline import export_model
-    from .mcu_runtime.check import Budget, check_model
-    from .mcu_runtime.report import to_json, to_markdown, write_plot
+    from tinymcu.export.data import digits_split
+    from tinymcu.export.pipeline import export_model
+    from tinymcu.mcu_runtime.check import Budget, check_model
+    from tinymcu.mcu_runtime.report import to_json, to_markdown, write_plot
 
     console = console or Console()
     board = get_board(cfg.board)

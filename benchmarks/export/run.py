@@ -1,15 +1,25 @@
 """Export benchmark: conversion time, .tflite size, int8-vs-float agreement, TFLM arena.
 
-Models: the demo CNN trained briefly on digits (seeded), and torchvision-style MobileNetV2
-width 0.35 at 96×96 and 144×144 with seeded random weights and random calibration data.
-Targets (issue 2): every model converts in < 60 s on this 2-core machine; int8 top-1
+Part 1 (digits): the demo CNN trained briefly on digits (seeded), and torchvision-style
+MobileNetV2 width 0.35 at 96×96 and 144×144 with seeded random weights and random calibration
+data. Targets (issue 2): every model converts in < 60 s on this 2-core machine; int8 top-1
 agreement >= 98% with float on the demo model's digits test split.
 
-Run: python benchmarks/export/run.py  → prints a table, writes benchmarks/results/export.md
+Part 2 (routes, issue 12): the twelve model kinds of ``models.py`` × ``--converter``
+{mcu, litert, auto}. Targets: auto converts >= 11/12 to full int8 that our runtime accepts and
+that our emulator runs bit-exactly with TFLM; mcu >= 9/12; where both convert, mcu's .tflite
+is not larger and has no more PAD ops than litert-torch's.
+
+Run: python benchmarks/export/run.py [--part digits|routes|all] [--models unet,lstm_kws]
+→ prints the tables and writes benchmarks/results/export.md (a part not re-run keeps its
+section from the file; ``--models`` re-runs those route rows and keeps the others from
+benchmarks/results/export_routes.json). A cell that crashes is a row, not the end of the run.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import sys
@@ -22,6 +32,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "export.md"
+ROUTES_HEADING = "## Routes: twelve model kinds × --converter"
 CONVERT_TARGET_S = 60.0
 AGREEMENT_TARGET = 0.98
 
@@ -193,14 +204,65 @@ def render(rows: list[dict]) -> str:
         f"{'met' if ok_agree else 'NOT met'} ({_pct(demo['agreement'])}).", ""])
 
 
+ROUTES_JSON = RESULTS.with_name("export_routes.json")
+
+
+def _routes_section(only: list[str] | None) -> tuple[str, bool]:
+    """Run the routes table (or only the ``only`` models, reusing the other rows from the
+    last run's JSON, so one model can be re-measured after the runtime gains an op)."""
+    from models import MODELS
+    from routes import render_routes, run_routes
+
+    unknown = sorted(set(only or []) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
+    new = run_routes(only)
+    old = json.loads(ROUTES_JSON.read_text()) if only and ROUTES_JSON.exists() else []
+    fresh = {r["model"] for r in new}
+    merged = [r for r in old if r["model"] not in fresh] + new
+    order = {m: i for i, m in enumerate(MODELS)}
+    merged.sort(key=lambda r: order.get(r["model"], len(order)))
+    missing = [m for m in MODELS if m not in {r["model"] for r in merged}]
+    if missing:
+        raise SystemExit(f"no earlier rows for {missing}: run without --models first")
+    _write(ROUTES_JSON, json.dumps(merged, indent=1, default=str))
+    text, ok = render_routes(merged)
+    return f"{ROUTES_HEADING}\n\n{text}", ok
+
+
+def _write(path: Path, text: str) -> None:
+    """Write beside and rename, so an interrupted run never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def main() -> int:
-    rows = run()
-    text = render(rows)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["digits", "routes", "all"], default="all")
+    parser.add_argument("--models", default="", help="comma list: re-run only these route "
+                        "rows (the others come from benchmarks/results/export_routes.json)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    old_digits, _, old_routes = old.partition(ROUTES_HEADING)
+    ok = True
+    if args.part in ("digits", "all"):
+        rows = run()
+        digits = render(rows)
+        ok = all(r["export_s"] < CONVERT_TARGET_S for r in rows) and \
+            rows[0]["agreement"] >= AGREEMENT_TARGET
+    else:
+        digits = old_digits.rstrip() + "\n"
+    if args.part in ("routes", "all"):
+        routes, routes_ok = _routes_section([m for m in args.models.split(",") if m])
+        ok = ok and routes_ok
+    else:
+        routes = (ROUTES_HEADING + old_routes) if old_routes else ""
+    text = digits + ("\n" + routes if routes else "")
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    ok = all(r["export_s"] < CONVERT_TARGET_S for r in rows) and \
-        rows[0]["agreement"] >= AGREEMENT_TARGET
+    _write(RESULTS, text)
     return 0 if ok else 1
 
 

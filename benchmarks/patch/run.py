@@ -3,8 +3,9 @@
 For each model: the per-layer arena, the best patch arena (searched over every legal split
 and grid), their MACs, the halo overhead, the chosen (split, p) and the search time. Arenas
 are the planner's (the emulator tests check the planner against execution), counted two
-ways: everything (the input image stays in SRAM) and the MCUNetV2/TinyEngine way (input
-image streamed, not counted). Writes benchmarks/results/patch.md and a plot of memory over
+ways: everything (the input image stays in SRAM) and streamed (the MCUNetV2/TinyEngine
+idea, counted as the generated code really runs it: only each step's input tile, during that
+step — `tinymcu codegen --stream`). Writes benchmarks/results/patch.md and a plot of memory over
 execution order next to it.
 
     python benchmarks/patch/run.py            # all models (builds MobileNetV2s once, cached)
@@ -27,7 +28,7 @@ sys.path.insert(0, str(HERE))
 from tinymcu.errors import TinymcuError  # noqa: E402
 from tinymcu.mcu_runtime import patch  # noqa: E402
 from tinymcu.mcu_runtime.ir import Graph  # noqa: E402
-from tinymcu.mcu_runtime.kernels import step_macs  # noqa: E402
+from tinymcu.mcu_runtime.ops import step_macs  # noqa: E402
 from tinymcu.mcu_runtime.passes import FUSED_KIND, fold_pads, fuse_expand_depthwise  # noqa: E402
 from tinymcu.mcu_runtime.planner import plan  # noqa: E402
 from tinymcu.mcu_runtime.schedule import Schedule, layer_schedule  # noqa: E402
@@ -129,7 +130,7 @@ def paper_count(graph: Graph, sched: Schedule) -> int:
     being assembled counts during every patch step, the input image and residual tensors
     waiting for a later ADD do not. Analytic, for comparing with the paper only.
     """
-    from tinymcu.mcu_runtime import kernels
+    from tinymcu.mcu_runtime import ops as kernels
 
     image = {graph.inputs[0]}
     stage_out = sched.info.get("stage_output")
@@ -251,7 +252,7 @@ def fusion_section(rows: list[Row], max_overhead: float) -> list[str]:
     lines = [f"## With expand + depthwise fusion (`--fuse`), at most {max_overhead:.0%} "
              "extra MACs", "",
              "`passes.fuse_expand_depthwise` runs each stride-2 inverted bottleneck's 1×1",
-             "expand and depthwise channel by channel (`kernels/expand_depthwise.py`): one",
+             "expand and depthwise channel by channel (`ops/expand_depthwise/`): one",
              "expanded plane of scratch instead of the expanded tensor, same outputs (tests:",
              "bit-exact with TFLM op by op and tile by tile), same MACs op by op; in a tile",
              "the expand runs over the halo, which the MAC column includes. Ratios divide the",
@@ -379,7 +380,11 @@ def main() -> None:
              "tests execute patch schedules inside exactly these arenas in the emulator,",
              "bit-exact with per-layer execution and TFLM. kB = 1024 bytes. **all** counts",
              "everything (the input image stays in SRAM through the patch stage); **w/o image**",
-             "plans with the input image streamed (the MCUNetV2/TinyEngine convention); both",
+             "plans with the input image streamed (the MCUNetV2/TinyEngine idea) as the",
+             "firmware really streams it: each step that reads the input gets just its tile,",
+             "alive for that step (`patch.streamed_schedule`; MCUNetV2 leaves the input out",
+             "entirely, which can only be lower). `tinymcu firmware --schedule patch --stream`",
+             "runs these arenas on QEMU: see `firmware_boards.md`; both",
              "ratios divide the per-layer arena with everything counted (the image is dead by",
              "the per-layer peak of these models, so per-layer w/o image is the same or lower).",
              "MACs are summed over executed steps (a tile step costs its share of the op).",

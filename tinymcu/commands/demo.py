@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import VerificationError
+from tinymcu.errors import VerificationError
 
 
 @click.command("demo")
@@ -21,7 +21,10 @@ def command(out: Path, clients: int, rounds: int, density: float, seed: int) -> 
 
     Example: tinymcu demo --out demo_out
     """
-    from ..demo import DemoConfig, run_demo
+    from tinymcu import inputs
+    from tinymcu.demo import DemoConfig, run_demo
+
+    inputs.out_dir(out)
 
     summary = run_demo(DemoConfig(out=out, clients=clients, rounds=rounds, density=density,
                                   seed=seed))

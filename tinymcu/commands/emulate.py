@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..boards import DEFAULT_BOARD, get_board, parse_size
-from ..errors import TinymcuError, VerificationError
-from ..outputs import write_atomic
-from .arrays import load_inputs
+from tinymcu import inputs
+from tinymcu.boards import DEFAULT_BOARD, get_board
+from tinymcu.errors import TinymcuError, VerificationError
+from tinymcu.inputs import BOARD, SIZE
+from tinymcu.outputs import write_atomic
 
 
 def _save_outputs(path: Path, outputs: list[np.ndarray]) -> None:
@@ -36,31 +37,41 @@ def _save_outputs(path: Path, outputs: list[np.ndarray]) -> None:
 @click.option("--fuse", is_flag=True,
               help="Run each stride-2 1x1-expand + depthwise pair channel by channel, so the "
                    "expanded tensor never exists (same outputs, less SRAM).")
-@click.option("--board", help=f"Budget for --schedule auto; default {DEFAULT_BOARD}.")
-@click.option("--sram", help="SRAM budget for --schedule auto, e.g. 256KiB.")
+@click.option("--board", type=BOARD, help=f"Budget for --schedule auto; default {DEFAULT_BOARD}.")
+@click.option("--sram", type=SIZE, help="SRAM budget for --schedule auto, e.g. 256KiB.")
 @click.option("--verify", is_flag=True,
               help="Also run the TFLM interpreter (needs tflite-micro) and compare bit for bit.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the input N times back to back; a stateful model (SVDF, LSTM) "
+                   "carries its state, and --verify checks every run. Outputs: the last run.")
 def command(model: Path, input_path: Path, output_path: Path | None, schedule: str,
-            fuse: bool, board: str | None, sram: str | None, verify: bool) -> None:
+            fuse: bool, board: str | None, sram: int | None, verify: bool,
+            repeat: int) -> None:
     """Execute MODEL on --input inside a simulated arena of exactly the planned size.
 
     Example: tinymcu emulate kws_ref_model.tflite --input x.npy --output y.npy --verify
     """
-    from ..mcu_runtime.execute import execute
+    from tinymcu.mcu_runtime.execute import execute
 
-    b = get_board(board or DEFAULT_BOARD)
-    budget = parse_size(sram) if sram else b.sram_bytes
-    result = execute(model, load_inputs(input_path), schedule=schedule, sram_bytes=budget,
-                       verify=verify, fuse=fuse)
+    inputs.model_file(model)
+    if output_path is not None:
+        inputs.out_file(output_path, [model, input_path], what="--output")
+    arrays = inputs.load_arrays(input_path, inputs.model_inputs(model))
+    budget = sram if sram is not None else get_board(board or DEFAULT_BOARD).sram_bytes
+    result = execute(model, arrays, schedule=schedule, sram_bytes=budget, verify=verify,
+                     fuse=fuse, repeat=repeat)
     click.echo(f"{result.schedule_kind} schedule: arena {result.arena_bytes:,} B, "
                f"high-water {result.high_water:,} B, {result.steps} steps")
     for i, out in enumerate(result.outputs):
         click.echo(f"output {i}: shape {list(out.shape)} {out.dtype} "
                    f"{np.array2string(out.ravel()[:16], separator=' ')}"
                    f"{' …' if out.size > 16 else ''}")
-    if verify:
-        click.echo("TFLM: bit-exact" if result.tflm_equal else "TFLM: MISMATCH")
+    if verify and result.tflm_error is None:
+        runs = f" on all {repeat} runs" if repeat > 1 else ""
+        click.echo(f"TFLM: bit-exact{runs}" if result.tflm_equal else "TFLM: MISMATCH")
     if output_path:
         _save_outputs(output_path, result.outputs)
+    if verify and result.tflm_error is not None:
+        raise TinymcuError(f"TFLM could not run the model, nothing verified: {result.tflm_error}")
     if verify and not result.tflm_equal:
         raise VerificationError("emulator and TFLM outputs differ")

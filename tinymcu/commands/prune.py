@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
+from tinymcu import inputs
 from tinymcu.errors import TinymcuError
+from tinymcu.inputs import BOARD, SIZE_TEXT
+from tinymcu.prune.config import METHODS
 
 EXAMPLE = """\b
 Example:
@@ -23,21 +27,28 @@ Example:
 @click.option("--model", default="demo_cnn", show_default=True,
               help="Zoo name (demo_cnn, mobilenetv2, resnet8, ds_cnn) or package.module:factory.")
 @click.option("--data", default="digits", show_default=True,
-              help="'digits', a .npz with x and y, or an image folder (one sub-folder per class).")
+              help="'digits', 'mnist1d', 'animal-mnist' (built in, no download), a .npz with x "
+                   "and y, or an image folder (one sub-folder per class).")
 @click.option("--clients", default=10, show_default=True, type=int)
 @click.option("--alpha", default=0.5, show_default=True, type=float,
               help="Dirichlet α of the non-IID split; 0 for IID.")
 @click.option("--rounds", default=30, show_default=True, type=int)
 @click.option("--density", type=float, help="Fraction of weights kept, e.g. 0.05.")
-@click.option("--board", help="Board preset (tinymcu boards): its flash sets the density, its "
+@click.option("--board", type=BOARD,
+              help="Board preset (tinymcu boards): its flash sets the density, its "
               "SRAM gates the planned activation arena before training.")
-@click.option("--sram", help="SRAM budget instead of --board's, e.g. 256KiB (gates the arena).")
-@click.option("--flash", help="Flash budget instead of --board's, e.g. 1MiB (sets the density).")
+@click.option("--sram", type=SIZE_TEXT,
+              help="SRAM budget instead of --board's, e.g. 256KiB (gates the arena).")
+@click.option("--flash", type=SIZE_TEXT,
+              help="Flash budget instead of --board's, e.g. 1MiB (sets the density).")
 @click.option("--structured", is_flag=True,
               help="When activations exceed SRAM, narrow every layer's channels (widest width "
                    "multiplier whose planned arena fits) instead of failing.")
-@click.option("--method", type=click.Choice(["fedtiny", "globalmp", "dense"]), default="fedtiny",
-              show_default=True)
+@click.option("--method", type=click.Choice(list(METHODS)), default="fedtiny", show_default=True,
+              help="fedtiny, or a baseline: feddst, globalmp (global magnitude, per-layer "
+                   "floor), erkmp (ERK layer-wise magnitude), dense.")
+@click.option("--fraction", default=1.0, show_default=True, type=float,
+              help="Share of the clients sampled per round (FedAvg's fraction_train).")
 @click.option("--out", required=True, help="Output directory (model, masks, report.json).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--epochs", default=2, show_default=True, type=int, help="Local epochs per round.")
@@ -45,8 +56,8 @@ Example:
 @click.option("--resume", is_flag=True, help="Continue from OUT.partial/checkpoint.pt.")
 def command(model: str, data: str, clients: int, alpha: float, rounds: int,
             density: float | None, board: str | None, sram: str | None, flash: str | None,
-            structured: bool, method: str, out: str, seed: int, epochs: int, device: str,
-            resume: bool) -> None:
+            structured: bool, method: str, fraction: float, out: str, seed: int, epochs: int,
+            device: str, resume: bool) -> None:
     """Find a sparse model for a microcontroller without centralising data (FedTiny).
 
     With --board or --sram, the model's int8 activation arena is planned before training by
@@ -59,6 +70,7 @@ def command(model: str, data: str, clients: int, alpha: float, rounds: int,
 
     console = Console()
     lines = []
+    inputs.out_dir(Path(out), [data])
     if density is not None and (board or flash):
         raise TinymcuError("give either --density or a flash budget (--board/--flash), not both")
     if method != "dense" and density is None and not (board or flash):
@@ -76,7 +88,8 @@ def command(model: str, data: str, clients: int, alpha: float, rounds: int,
         lines.append(line)
     cfg = PruneConfig(model=model, data=data, clients=clients, alpha=alpha, rounds=rounds,
                       density=density, method=method, out=out, seed=seed, epochs=epochs,
-                      device=device, resume=resume, width=width, sram=sram_bytes)
+                      device=device, resume=resume, width=width, sram=sram_bytes,
+                      fraction=fraction)
     for line in lines:
         console.print(line)
     # Flower logs every aggregation at INFO; the progress lines below say the same, better.
@@ -99,13 +112,23 @@ def command(model: str, data: str, clients: int, alpha: float, rounds: int,
     rep = result.report
     console.print(f"[green]done[/]: accuracy {rep['final_accuracy']:.4f}, density "
                   f"{rep['density']:.2%}, client→server {rep['client_to_server_bytes']:,} B, "
-                  f"top-k client memory {rep['topk_client_memory_bytes']:,} B")
+                  f"measured client peak memory {rep['client_peak_bytes']:,} B")
     if "sram" in rep:
         from tinymcu.prune.budget import SramPlan
 
         console.print(f"planned {SramPlan.from_dict(rep['sram']).describe()} at width x{width}")
-    console.print(f"model: {result.model_json} (export with tinymcu export)")
+    console.print(f"model: {result.model_json}; export it with: {export_command(result.out, data)}",
+                  markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {result.out / 'report.json'}")
+
+
+def export_command(out: Path, data: str) -> str:
+    """The `tinymcu export` line for a finished run, quoted for a POSIX shell: it calibrates
+    on the data the run trained on and writes into OUT/export."""
+    import shlex
+
+    return (f"tinymcu export {shlex.quote(str(out))} --calib {shlex.quote(data)} "
+            f"--out {shlex.quote(str(out / 'export'))}")
 
 
 def _board(board: str | None, sram: str | None, flash: str | None) -> tuple[int, int, str]:

@@ -1,0 +1,529 @@
+/* tinymcu runtime: CONV_2D (per-channel int8, TFLite reference_integer_ops::ConvPerChannel).
+ *
+ * Per-channel int8 convolutions as TFLite's reference_integer_ops compute them: int32
+ * accumulation of (input - input zero point) * filter, int32 bias, per-output-channel
+ * fixed-point requantization, output zero point, activation clamp. Padding is explicit
+ * (pad_top, pad_left; bottom/right follow from the output box): window taps outside the input
+ * box are skipped, which equals padding with the input zero point. A patch step passes the
+ * box it reads (a tile plus halo) and pads only at the real image border.
+ *
+ * Sparse weights (pruned models): when `mask` is set, the filter is stored as one bit per
+ * weight (bit i of the row-major filter at mask[i / 8] >> (i % 8)) plus only the non-zero
+ * values, in order. Every kernel walks its filter rows in storage order, so the values are
+ * read with a running pointer and no index. Depthwise filters are stored channel-major
+ * (C*M rows of KH*KW taps) for that reason; dense ones keep TFLite's 1HW(C*M) layout.
+ */
+#ifndef TM_CONV_H
+#define TM_CONV_H
+
+#include "tm_common.h"
+
+typedef struct {
+    const int8_t *filter;   /* CONV_2D: OHWI; depthwise: 1HW(C*M) */
+    const int32_t *bias;    /* NULL when the op has none */
+    const int32_t *mult;    /* per output channel */
+    const int32_t *shift;   /* per output channel */
+    int32_t kh, kw, sh, sw, dh, dw;
+    int32_t depth_multiplier;
+    int32_t in_zp, out_zp, act_min, act_max;
+    const uint8_t *mask;    /* NULL: dense filter; else the sparse bitmask (see above) */
+    /* CONV_2D run as a GEMM (dense; 1x1 without padding, or an im2col buffer planned): the
+     * filter in the paired layout below (`filter` is then NULL) and bias[o] - in_zp *
+     * sum(filter row o), computed at code-generation time (ConvParams.kernel_bias) so the
+     * GEMM sums raw int8 products; both NULL for the direct loop */
+    const int8_t *wpairs;
+    const int32_t *kbias;
+    /* 1: the generator proved every accumulator below 2^29 and every shift <= -1, so the
+     * short requantization (tm_rq_out_fast) is exact */
+    int32_t fast_rq;
+} tm_conv_params;
+
+static inline int8_t tm_conv_out(const tm_conv_params *p, int32_t acc, int32_t oc) {
+    if (p->bias) {
+        acc = tm_wrap_add(acc, p->bias[oc]);
+    }
+    return tm_requant_out(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+}
+
+/* ---- GEMM core (CONV_2D and FULLY_CONNECTED) ----------------------------------------------
+ * Raw int8 columns (K values each) times int8 filter rows (K values each). The input zero
+ * point is folded into the bias (sum (x - z) w = sum x w - z sum w, exact modulo 2^32 as
+ * int32 accumulation is), so the inner loop is a pure dot product and padded taps hold the
+ * zero point itself.
+ *
+ * Paired filter layout (written by the code generator, ops/conv/emit.py pair_rows): rows o
+ * and o + 1 (o even) are interleaved in groups of 4 taps — 4 bytes of row o, 4 of row o + 1,
+ * ... — followed by the K % 4 tail bytes of row o, then of row o + 1; an odd last row is
+ * stored plainly. Pair o starts at byte o * K either way, and one pointer walks both rows.
+ *
+ * Register-blocked 2 columns x 2 rows = 4 accumulators. With the DSP extension one group of
+ * 4 taps is 4 loads, 8 sign-extensions (__sxtb16 of the even and the odd bytes) and 8 __smlad
+ * (2 MACs each): 22 instructions for 16 MACs with the loop. That loop is inline assembly
+ * because it needs 14 registers and GCC spills accumulators of the same C at -Os; the
+ * C99 loop below it computes the same sums and is the only path off the DSP cores. */
+TM_INLINE void tm_dot2x2(const int8_t *c0, const int8_t *c1, const int8_t *w, int32_t k,
+                         int32_t *acc) {
+    int32_t s00 = acc[0], s01 = acc[1], s10 = acc[2], s11 = acc[3], g = k >> 2, t;
+#if TM_ASM
+    if (g > 0) {
+        uint32_t a, b, ae, be, x, xe;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[a], [%[c0]], #4\n\t"
+            "ldr %[b], [%[c1]], #4\n\t"
+            "ldr %[x], [%[w]], #4\n\t"
+            "sxtb16 %[ae], %[a]\n\t"
+            "sxtb16 %[a], %[a], ror #8\n\t"
+            "sxtb16 %[be], %[b]\n\t"
+            "sxtb16 %[b], %[b], ror #8\n\t"
+            "sxtb16 %[xe], %[x]\n\t"
+            "sxtb16 %[x], %[x], ror #8\n\t"
+            "smlad %[s00], %[ae], %[xe], %[s00]\n\t"
+            "smlad %[s10], %[be], %[xe], %[s10]\n\t"
+            "smlad %[s00], %[a], %[x], %[s00]\n\t"
+            "smlad %[s10], %[b], %[x], %[s10]\n\t"
+            "ldr %[x], [%[w]], #4\n\t"
+            "sxtb16 %[xe], %[x]\n\t"
+            "sxtb16 %[x], %[x], ror #8\n\t"
+            "smlad %[s01], %[ae], %[xe], %[s01]\n\t"
+            "smlad %[s11], %[be], %[xe], %[s11]\n\t"
+            "smlad %[s01], %[a], %[x], %[s01]\n\t"
+            "smlad %[s11], %[b], %[x], %[s11]\n\t"
+            "subs %[g], %[g], #1\n\t"
+            "bne 1b\n\t"
+            : [c0] "+r"(c0), [c1] "+r"(c1), [w] "+r"(w), [g] "+r"(g), [s00] "+r"(s00),
+              [s01] "+r"(s01), [s10] "+r"(s10), [s11] "+r"(s11), [a] "=&r"(a),
+              [b] "=&r"(b), [ae] "=&r"(ae), [be] "=&r"(be), [x] "=&r"(x), [xe] "=&r"(xe)
+            :
+            : "cc", "memory");
+    }
+#elif TM_DSP
+    for (; g > 0; --g, c0 += 4, c1 += 4, w += 8) {
+        const uint32_t a = tm_load32(c0), b = tm_load32(c1), x = tm_load32(w),
+                       y = tm_load32(w + 4);
+        const int32_t ae = __sxtb16((int32_t)a), ao = (int32_t)tm_sxtb16_odd(a);
+        const int32_t be = __sxtb16((int32_t)b), bo = (int32_t)tm_sxtb16_odd(b);
+        const int32_t xe = __sxtb16((int32_t)x), xo = (int32_t)tm_sxtb16_odd(x);
+        const int32_t ye = __sxtb16((int32_t)y), yo = (int32_t)tm_sxtb16_odd(y);
+        s00 = __smlad(ao, xo, __smlad(ae, xe, s00));
+        s10 = __smlad(bo, xo, __smlad(be, xe, s10));
+        s01 = __smlad(ao, yo, __smlad(ae, ye, s01));
+        s11 = __smlad(bo, yo, __smlad(be, ye, s11));
+    }
+#endif
+    for (; g > 0; --g, c0 += 4, c1 += 4, w += 8) {
+        for (t = 0; t < 4; ++t) {
+            s00 += c0[t] * w[t];
+            s01 += c0[t] * w[4 + t];
+            s10 += c1[t] * w[t];
+            s11 += c1[t] * w[4 + t];
+        }
+    }
+    k &= 3;
+    for (t = 0; t < k; ++t) {
+        s00 += c0[t] * w[t];
+        s01 += c0[t] * w[k + t];
+        s10 += c1[t] * w[t];
+        s11 += c1[t] * w[k + t];
+    }
+    acc[0] = s00;
+    acc[1] = s01;
+    acc[2] = s10;
+    acc[3] = s11;
+}
+
+/* One column against a row pair (paired layout): the last pixel of an odd count, and
+ * FULLY_CONNECTED with one batch. */
+TM_INLINE void tm_dot1x2(const int8_t *c0, const int8_t *w, int32_t k, int32_t *acc) {
+    int32_t s0 = acc[0], s1 = acc[1], g = k >> 2, t;
+#if TM_DSP
+    for (; g > 0; --g, c0 += 4, w += 8) {
+        const uint32_t a = tm_load32(c0), x = tm_load32(w), y = tm_load32(w + 4);
+        const int32_t ae = __sxtb16((int32_t)a), ao = (int32_t)tm_sxtb16_odd(a);
+        s0 = __smlad(ae, __sxtb16((int32_t)x), s0);
+        s1 = __smlad(ae, __sxtb16((int32_t)y), s1);
+        s0 = __smlad(ao, (int32_t)tm_sxtb16_odd(x), s0);
+        s1 = __smlad(ao, (int32_t)tm_sxtb16_odd(y), s1);
+    }
+#endif
+    for (; g > 0; --g, c0 += 4, w += 8) {
+        for (t = 0; t < 4; ++t) {
+            s0 += c0[t] * w[t];
+            s1 += c0[t] * w[4 + t];
+        }
+    }
+    k &= 3;
+    for (t = 0; t < k; ++t) {
+        s0 += c0[t] * w[t];
+        s1 += c0[t] * w[k + t];
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+}
+
+/* One column against two row pairs (w: pair o, v: pair o + 2): a fully connected layer's
+ * single batch row shares each column word's sign-extension among 4 rows. */
+TM_INLINE void tm_dot1x4(const int8_t *c0, const int8_t *w, const int8_t *v, int32_t k,
+                         int32_t *acc) {
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3], g = k >> 2, t;
+#if TM_ASM
+    if (g > 0) { /* 25 instructions per 16 MACs; inline assembly for the same reason */
+        uint32_t a, ae, x, xe;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[a], [%[c0]], #4\n\t"
+            "sxtb16 %[ae], %[a]\n\t"
+            "sxtb16 %[a], %[a], ror #8\n\t"
+            "ldr %[x], [%[w]], #4\n\t"
+            "sxtb16 %[xe], %[x]\n\t"
+            "sxtb16 %[x], %[x], ror #8\n\t"
+            "smlad %[s0], %[ae], %[xe], %[s0]\n\t"
+            "smlad %[s0], %[a], %[x], %[s0]\n\t"
+            "ldr %[x], [%[w]], #4\n\t"
+            "sxtb16 %[xe], %[x]\n\t"
+            "sxtb16 %[x], %[x], ror #8\n\t"
+            "smlad %[s1], %[ae], %[xe], %[s1]\n\t"
+            "smlad %[s1], %[a], %[x], %[s1]\n\t"
+            "ldr %[x], [%[v]], #4\n\t"
+            "sxtb16 %[xe], %[x]\n\t"
+            "sxtb16 %[x], %[x], ror #8\n\t"
+            "smlad %[s2], %[ae], %[xe], %[s2]\n\t"
+            "smlad %[s2], %[a], %[x], %[s2]\n\t"
+            "ldr %[x], [%[v]], #4\n\t"
+            "sxtb16 %[xe], %[x]\n\t"
+            "sxtb16 %[x], %[x], ror #8\n\t"
+            "smlad %[s3], %[ae], %[xe], %[s3]\n\t"
+            "smlad %[s3], %[a], %[x], %[s3]\n\t"
+            "subs %[g], %[g], #1\n\t"
+            "bne 1b\n\t"
+            : [c0] "+r"(c0), [w] "+r"(w), [v] "+r"(v), [g] "+r"(g), [s0] "+r"(s0),
+              [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), [a] "=&r"(a), [ae] "=&r"(ae),
+              [x] "=&r"(x), [xe] "=&r"(xe)
+            :
+            : "cc", "memory");
+    }
+#elif TM_DSP
+    for (; g > 0; --g, c0 += 4, w += 8, v += 8) {
+        const uint32_t a = tm_load32(c0);
+        const int32_t ae = __sxtb16((int32_t)a), ao = (int32_t)tm_sxtb16_odd(a);
+        uint32_t x = tm_load32(w);
+        s0 = __smlad(ao, (int32_t)tm_sxtb16_odd(x), __smlad(ae, __sxtb16((int32_t)x), s0));
+        x = tm_load32(w + 4);
+        s1 = __smlad(ao, (int32_t)tm_sxtb16_odd(x), __smlad(ae, __sxtb16((int32_t)x), s1));
+        x = tm_load32(v);
+        s2 = __smlad(ao, (int32_t)tm_sxtb16_odd(x), __smlad(ae, __sxtb16((int32_t)x), s2));
+        x = tm_load32(v + 4);
+        s3 = __smlad(ao, (int32_t)tm_sxtb16_odd(x), __smlad(ae, __sxtb16((int32_t)x), s3));
+    }
+#endif
+    for (; g > 0; --g, c0 += 4, w += 8, v += 8) {
+        for (t = 0; t < 4; ++t) {
+            s0 += c0[t] * w[t];
+            s1 += c0[t] * w[4 + t];
+            s2 += c0[t] * v[t];
+            s3 += c0[t] * v[4 + t];
+        }
+    }
+    k &= 3;
+    for (t = 0; t < k; ++t) {
+        s0 += c0[t] * w[t];
+        s1 += c0[t] * w[k + t];
+        s2 += c0[t] * v[t];
+        s3 += c0[t] * v[k + t];
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
+/* A plain row (the odd last one) against one column. */
+TM_INLINE int32_t tm_dot1(const int8_t *c0, const int8_t *w, int32_t k, int32_t s) {
+#if TM_DSP
+    for (; k >= 4; k -= 4, c0 += 4, w += 4) {
+        const uint32_t a = tm_load32(c0), x = tm_load32(w);
+        s = __smlad(__sxtb16((int32_t)a), __sxtb16((int32_t)x), s);
+        s = __smlad((int32_t)tm_sxtb16_odd(a), (int32_t)tm_sxtb16_odd(x), s);
+    }
+#endif
+    for (; k > 0; --k) {
+        s += *c0++ * *w++;
+    }
+    return s;
+}
+
+/* The requantization constants of a GEMM's rows. */
+typedef struct {
+    const int32_t *kbias, *mult, *shift;
+    int32_t out_zp, act_min, act_max, fast;
+} tm_gemm_q;
+
+/* The requantization of one GEMM output (the short form when the op was proved bounded). */
+#define TM_GEMM_OUT(fast, r, cl, acc) ((fast) ? tm_rq_out_fast(r, cl, acc) : tm_rq_out(r, cl, acc))
+
+/* Columns col0 and col1 (K values each; col1 NULL: one column) through all n rows of the
+ * paired filter w: row o's int8 result goes to dst0[o] and dst1[o]. Everything read is
+ * loaded before the int8 stores (which may alias anything). */
+static inline void tm_gemm2(const int8_t *col0, const int8_t *col1, const int8_t *w, int32_t k,
+                            int32_t n, const tm_gemm_q *q, int8_t *dst0, int8_t *dst1) {
+    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
+    const int32_t *kb = q->kbias, *mu = q->mult, *sh = q->shift; /* walk with the rows */
+    const int32_t fast = q->fast;
+    int32_t left = n, acc[4];
+    if (!col1) {
+        for (; left >= 4; left -= 4, kb += 4, mu += 4, sh += 4, w += 4 * k, dst0 += 4) {
+            const tm_rq r0 = tm_rq_of(mu[0], sh[0]), r1 = tm_rq_of(mu[1], sh[1]);
+            const tm_rq r2 = tm_rq_of(mu[2], sh[2]), r3 = tm_rq_of(mu[3], sh[3]);
+            int8_t y0, y1, y2, y3;
+            acc[0] = kb[0];
+            acc[1] = kb[1];
+            acc[2] = kb[2];
+            acc[3] = kb[3];
+            tm_dot1x4(col0, w, w + 2 * k, k, acc);
+            y0 = TM_GEMM_OUT(fast, r0, cl, acc[0]);
+            y1 = TM_GEMM_OUT(fast, r1, cl, acc[1]);
+            y2 = TM_GEMM_OUT(fast, r2, cl, acc[2]);
+            y3 = TM_GEMM_OUT(fast, r3, cl, acc[3]);
+            dst0[0] = y0;
+            dst0[1] = y1;
+            dst0[2] = y2;
+            dst0[3] = y3;
+        }
+    }
+    for (; left >= 2; left -= 2, kb += 2, mu += 2, sh += 2, w += 2 * k, dst0 += 2) {
+        const tm_rq r0 = tm_rq_of(mu[0], sh[0]), r1 = tm_rq_of(mu[1], sh[1]);
+        int8_t y0, y1;
+        acc[0] = acc[2] = kb[0];
+        acc[1] = acc[3] = kb[1];
+        if (col1) {
+            tm_dot2x2(col0, col1, w, k, acc);
+            y0 = TM_GEMM_OUT(fast, r0, cl, acc[2]);
+            y1 = TM_GEMM_OUT(fast, r1, cl, acc[3]);
+            dst1[0] = y0;
+            dst1[1] = y1;
+            dst1 += 2;
+        } else {
+            tm_dot1x2(col0, w, k, acc);
+        }
+        y0 = TM_GEMM_OUT(fast, r0, cl, acc[0]);
+        y1 = TM_GEMM_OUT(fast, r1, cl, acc[1]);
+        dst0[0] = y0;
+        dst0[1] = y1;
+    }
+    if (left) {
+        const tm_rq r0 = tm_rq_of(mu[0], sh[0]);
+        const int8_t y0 = TM_GEMM_OUT(fast, r0, cl, tm_dot1(col0, w, k, kb[0]));
+        if (col1) {
+            dst1[0] = TM_GEMM_OUT(fast, r0, cl, tm_dot1(col1, w, k, kb[0]));
+        }
+        dst0[0] = y0;
+    }
+}
+
+/* n bytes from src to dst (a word at a time; the regions do not overlap). */
+TM_INLINE void tm_copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
+    for (; n >= 4; n -= 4, dst += 4, src += 4) {
+        tm_store32(dst, tm_load32(src));
+    }
+    for (; n > 0; --n) {
+        *dst++ = *src++;
+    }
+}
+
+/* im2col of output pixel (oy, ox): its KH x KW x C window, in filter order, into col; taps
+ * outside the input box hold the input zero point (they then add nothing, kbias folds it). */
+static inline void tm_im2col(const tm_conv_params *p, tm_box in, int32_t oy, int32_t ox,
+                             int32_t pad_top, int32_t pad_left, int8_t *col) {
+    int32_t ky, kx;
+    const int32_t iy0 = oy * p->sh - pad_top, ix0 = ox * p->sw - pad_left;
+    const int32_t span = p->kw * in.c;
+    for (ky = 0; ky < p->kh; ++ky) {
+        const int32_t iy = iy0 + ky * p->dh;
+        if (iy < 0 || iy >= in.h) {
+            memset(col, p->in_zp, (size_t)span);
+        } else if (p->dw == 1 && in.pix == in.c && ix0 >= 0 && ix0 + p->kw <= in.w) {
+            tm_copy_bytes(col, tm_at(in, iy, ix0), span); /* the whole kernel row is one run */
+        } else {
+            for (kx = 0; kx < p->kw; ++kx) {
+                const int32_t ix = ix0 + kx * p->dw;
+                if (ix < 0 || ix >= in.w) {
+                    memset(col + kx * in.c, p->in_zp, (size_t)in.c);
+                } else {
+                    tm_copy_bytes(col + kx * in.c, tm_at(in, iy, ix), in.c);
+                }
+            }
+        }
+        col += span;
+    }
+}
+
+/* Dense CONV_2D as a GEMM over output pixel pairs (raster order across the box). A 1x1
+ * window without padding (scratch NULL) reads its columns straight from the input pixels;
+ * any other window gathers two columns into `scratch` (2 * KH * KW * C bytes, planned by
+ * Conv2D.scratch_bytes). */
+static inline void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
+                                  int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+    const int32_t k = p->kh * p->kw * in.c;
+    const int32_t n = out.h * out.w;
+    const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
+                         p->fast_rq};
+    int32_t i, oy = 0, ox = 0;
+    for (i = 0; i < n; i += 2) {
+        const int32_t last = i + 1 == n;
+        const int32_t oy1 = ox + 1 == out.w ? oy + 1 : oy, ox1 = ox + 1 == out.w ? 0 : ox + 1;
+        int8_t *d0 = tm_at(out, oy, ox), *d1 = last ? d0 : tm_at(out, oy1, ox1);
+        const int8_t *c0, *c1;
+        if (scratch) {
+            tm_im2col(p, in, oy, ox, pad_top, pad_left, scratch);
+            if (!last) {
+                tm_im2col(p, in, oy1, ox1, pad_top, pad_left, scratch + k);
+            }
+            c0 = scratch;
+            c1 = last ? scratch : scratch + k;
+        } else {
+            c0 = tm_at(in, oy * p->sh, ox * p->sw);
+            c1 = last ? c0 : tm_at(in, oy1 * p->sh, ox1 * p->sw);
+        }
+        tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
+        oy = ox1 + 1 == out.w ? oy1 + 1 : oy1;
+        ox = ox1 + 1 == out.w ? 0 : ox1 + 1;
+    }
+}
+
+static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box out,
+                                    int32_t pad_top, int32_t pad_left) {
+    int32_t oy, ox, oc, ky, kx, ic;
+    for (oy = 0; oy < out.h; ++oy) {
+        for (ox = 0; ox < out.w; ++ox) {
+            int8_t *dst = tm_at(out, oy, ox);
+            const int8_t *v = p->filter;
+            int32_t bit = 0;
+            for (oc = 0; oc < out.c; ++oc) {
+                int32_t acc = 0;
+                for (ky = 0; ky < p->kh; ++ky) {
+                    const int32_t iy = oy * p->sh - pad_top + ky * p->dh;
+                    for (kx = 0; kx < p->kw; ++kx) {
+                        const int32_t ix = ox * p->sw - pad_left + kx * p->dw;
+                        const int32_t valid = iy >= 0 && iy < in.h && ix >= 0 && ix < in.w;
+                        const int8_t *src = valid ? tm_at(in, iy, ix) : 0;
+                        for (ic = 0; ic < in.c; ++ic, ++bit) {
+                            if (tm_bit(p->mask, bit)) {
+                                const int32_t w = *v++;
+                                if (valid) {
+                                    acc += ((int32_t)src[ic] - p->in_zp) * w;
+                                }
+                            }
+                        }
+                    }
+                }
+                dst[oc] = tm_conv_out(p, acc, oc);
+            }
+        }
+    }
+}
+
+/* CONV_2D: the GEMM when the generator emitted the paired filter (`scratch` is then the
+ * im2col buffer of a window conv, NULL for a 1x1); else the direct loop below (sparse
+ * filters, or a window conv planned without scratch, --optimize memory). */
+static inline void tm_conv2d(const tm_conv_params *p, tm_box in, tm_box out, int32_t pad_top,
+                             int32_t pad_left, int8_t *scratch) {
+    int32_t oy, ox, oc, ky, kx, ic;
+    const int32_t taps = p->kh * p->kw * in.c;
+    if (p->mask) {
+        tm_conv2d_sparse(p, in, out, pad_top, pad_left);
+        return;
+    }
+    if (p->wpairs) {
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch);
+        return;
+    }
+    for (oy = 0; oy < out.h; ++oy) {
+        for (ox = 0; ox < out.w; ++ox) {
+            int8_t *dst = tm_at(out, oy, ox);
+            for (oc = 0; oc < out.c; ++oc) {
+                const int8_t *f = p->filter + oc * taps;
+                int32_t acc = 0;
+                for (ky = 0; ky < p->kh; ++ky) {
+                    const int32_t iy = oy * p->sh - pad_top + ky * p->dh;
+                    if (iy < 0 || iy >= in.h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < p->kw; ++kx) {
+                        const int32_t ix = ox * p->sw - pad_left + kx * p->dw;
+                        const int8_t *src;
+                        const int8_t *fk;
+                        if (ix < 0 || ix >= in.w) {
+                            continue;
+                        }
+                        src = tm_at(in, iy, ix);
+                        fk = f + (ky * p->kw + kx) * in.c;
+                        for (ic = 0; ic < in.c; ++ic) {
+                            acc += ((int32_t)src[ic] - p->in_zp) * (int32_t)fk[ic];
+                        }
+                    }
+                }
+                dst[oc] = tm_conv_out(p, acc, oc);
+            }
+        }
+    }
+}
+
+/* TFLite's 16x8 CONV_2D (int16 activations with zero point 0, int8 filter, int64 bias):
+ * int64 accumulation, then MultiplyByQuantizedMultiplier's int64 form: the multiplier
+ * reduced to 16 bits and one rounding shift by 15 - shift. Whole maps (no boxes). */
+typedef struct {
+    const int8_t *filter;   /* OHWI */
+    const int64_t *bias;    /* NULL when the op has none */
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t kh, kw, sh, sw, dh, dw;
+    int32_t in_h, in_w, in_c, out_h, out_w, out_c, pad_top, pad_left;
+    int32_t act_min, act_max;
+} tm_conv16_params;
+
+static inline int32_t tm_requant64(int64_t x, int32_t m, int32_t shift) {
+    const int64_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
+    const int32_t total = 15 - shift;
+    return (int32_t)((x * reduced + ((int64_t)1 << (total - 1))) >> total);
+}
+
+static inline void tm_conv2d_s16(const tm_conv16_params *p, const int16_t *in, int16_t *out) {
+    int32_t oy, ox, oc, ky, kx, ic;
+    const int32_t taps = p->kh * p->kw * p->in_c;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox) {
+            int16_t *dst = out + (oy * p->out_w + ox) * p->out_c;
+            for (oc = 0; oc < p->out_c; ++oc) {
+                const int8_t *f = p->filter + oc * taps;
+                int64_t acc = 0;
+                int32_t v;
+                for (ky = 0; ky < p->kh; ++ky) {
+                    const int32_t iy = oy * p->sh - p->pad_top + ky * p->dh;
+                    if (iy < 0 || iy >= p->in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < p->kw; ++kx) {
+                        const int32_t ix = ox * p->sw - p->pad_left + kx * p->dw;
+                        const int16_t *src;
+                        const int8_t *fk;
+                        if (ix < 0 || ix >= p->in_w) {
+                            continue;
+                        }
+                        src = in + (iy * p->in_w + ix) * p->in_c;
+                        fk = f + (ky * p->kw + kx) * p->in_c;
+                        for (ic = 0; ic < p->in_c; ++ic) {
+                            acc += (int64_t)((int32_t)src[ic] * (int32_t)fk[ic]);
+                        }
+                    }
+                }
+                if (p->bias) {
+                    acc += p->bias[oc];
+                }
+                v = tm_requant64(acc, p->mult[oc], p->shift[oc]);
+                dst[oc] = (int16_t)(v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max : v));
+            }
+        }
+    }
+}
+
+#endif /* TM_CONV_H */

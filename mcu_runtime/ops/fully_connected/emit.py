@@ -1,0 +1,53 @@
+"""C emitter of FULLY_CONNECTED (``tm_fully_connected``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinymcu.mcu_runtime.codegen.emitters import (
+    CUnit,
+    c_struct,
+    check_mult,
+    check_shift,
+    mask_field,
+)
+from tinymcu.mcu_runtime.ir import Op
+from tinymcu.mcu_runtime.ops import get
+from tinymcu.mcu_runtime.ops.conv.emit import pair_rows, requant_bounded
+from tinymcu.mcu_runtime.schedule import Step
+
+
+def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
+    g = unit.graph
+
+    def fields() -> str:
+        p = get(op.kind).params(op, g)
+        check_shift(p.shift, f"op {op.index} FULLY_CONNECTED")
+        check_mult(p.mult, f"op {op.index} FULLY_CONNECTED")
+        tag = f"op{op.index}"
+        extra: dict[str, str] = {}
+        if p.kernel_bias is not None and not unit.sparse:  # the GEMM (tm_conv.h)
+            w, mask = "NULL", None
+            wts = np.asarray(g.tensors[op.inputs[1]].data)
+            extra = {"wpairs": unit.array(f"{tag}_wpairs", "int8_t", pair_rows(wts)),
+                     "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
+            bias = g.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 \
+                else None
+            if requant_bounded(wts.T, bias, p.shift):
+                extra["fast_rq"] = "1"
+        elif p.w_zp == 0:  # a zero weight then contributes nothing and may be left out
+            w, mask = unit.filter_arrays(op.inputs[1], tag,
+                                         np.asarray(g.tensors[op.inputs[1]].data))
+        else:
+            w, mask = unit.tensor_array(op.inputs[1], f"{tag}_weights"), None
+        b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        m = unit.array(f"{tag}_mult", "int32_t", p.mult)
+        s = unit.array(f"{tag}_shift", "int32_t", p.shift)
+        return c_struct(weights=w, bias=b, mult=m, shift=s, in_n=p.depth, out_n=p.units,
+                        batches=p.batches, in_zp=p.in_zp, w_zp=p.w_zp, out_zp=p.out_zp,
+                        act_min=p.act_min, act_max=p.act_max, **mask_field(mask), **extra)
+
+    p = unit.op_params(op, "fc", "tm_fc_params", fields)
+    src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
+    return [f"tm_fully_connected({p}, (const int8_t *)(tm_arena + {src.offset}), "
+            f"(int8_t *)(tm_arena + {dst.offset}));"]
