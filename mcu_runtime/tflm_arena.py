@@ -283,8 +283,11 @@ class _Arena:
         self.parts: dict[str, int] = {}
 
     def persistent(self, what: str, nbytes: int, align: int) -> None:
+        # TFLM itself checks only against the head, so a tail buffer taken while Prepare
+        # holds temporaries may overwrite them; whether it then still runs depends on the
+        # bytes overwritten. We never predict into that region: the temporaries count.
         new = (self.tail - nbytes) // align * align
-        if new < self.head:
+        if new < max(self.head, self.temp):
             raise _OutOfArena(what)
         self.parts[what] = self.parts.get(what, 0) + self.tail - new
         self.tail = new
@@ -343,15 +346,11 @@ def _allocate(graph: Graph, abi: Abi, kernels: str, head: int, n_planned: int,
             arena.persistent("Persistent buffer data", nbytes, TFLM_ALIGN)
     requests = 0
     for op in graph.ops:
-        for t in (*op.inputs, *op.outputs):
-            if t >= 0:
-                tensor(t, temp=True)
-        for nbytes in ops.get(op.kind).tflm_persistent(op, graph, p):
-            arena.persistent("Persistent buffer data", nbytes, TFLM_ALIGN)
-        if ops.get(op.kind).tflm_per_channel(op, graph):
-            for _ in range(2):
-                arena.persistent("Persistent buffer data",
-                                 4 * graph.tensors[op.outputs[0]].shape[-1], TFLM_ALIGN)
+        for what, value in ops.get(op.kind).tflm_prepare(op, graph, p):
+            if what == "temp":
+                tensor(value, temp=True)
+            else:
+                arena.persistent("Persistent buffer data", value, TFLM_ALIGN)
         requests += len(_scratch_requests(op, graph, kernels))
         arena.reset_temp()
         arena.resize_head("scratch requests", request * (requests + _MAX_SCRATCH_PER_OP))

@@ -1,5 +1,7 @@
 """The TFLM arena prediction of the new ops against the smallest arena TFLM really runs
-with (bisected on the x86-64 wheel), as ``test_tflm_arena`` does for the shared models."""
+with (bisected on the x86-64 wheel), as ``test_tflm_arena`` does for the shared models.
+Tiny one-op models on purpose: there the temporaries of Prepare set the minimum, so a
+kernel that takes more of them than modelled shows up here."""
 
 from __future__ import annotations
 
@@ -43,4 +45,6 @@ def test_predicted_min_arena_is_close_to_what_tflm_needs(name: str, tmp_path: Pa
     path = MODELS[name](tmp_path / f"{name}.tflite")
     measured = oracle.tflm_min_arena(path)
     predicted = tflm_arena.predict(load_tflite(path), pointer_bytes=8).min_arena
-    assert abs(predicted - measured) / measured < 0.05, (predicted, measured)
+    # never under: an arena we call enough must be enough (above TFLM's minimum only where
+    # its tail buffers would overwrite Prepare's temporaries, which we never predict into)
+    assert measured <= predicted < 1.05 * measured, (predicted, measured)

@@ -13,7 +13,7 @@ C emitter (``emit``) with the header it calls into (``header``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 TILINGS = ("pointwise", "window", "pad")
 
 Decoder = Callable[[list, list, "Table | None"], dict]
+#: one allocation of a kernel's TFLM Prepare: ("temp", tensor index) or ("persist", bytes)
+PrepareStep = tuple[Literal["temp", "persist"], int]
 
 
 class OpDef:
@@ -132,6 +134,20 @@ class OpDef:
         """Bytes of each persistent buffer TFLM's kernel allocates in the tail besides its
         OpData and per-channel arrays (e.g. BATCH_MATMUL's transposed operand copies)."""
         return []
+
+    def tflm_prepare(self, op: Op, graph: Graph, pointer_bytes: int) -> list[PrepareStep]:
+        """What the kernel's Prepare allocates, in order: ``("temp", tensor)`` for a
+        temporary ``TfLiteTensor`` it holds until Prepare returns, ``("persist", bytes)`` for
+        a tail buffer. TFLM's ``DeallocateTempTfLiteTensor`` only counts, so every
+        temporary a Prepare takes stays until it returns, and the order matters: a tail
+        buffer taken between temporaries shrinks the room of the later ones. Most kernels
+        take one temporary per input and output, then their persistent buffers and
+        per-channel arrays; kernels that take more say so."""
+        steps: list[PrepareStep] = [("temp", t) for t in (*op.inputs, *op.outputs) if t >= 0]
+        steps += [("persist", n) for n in self.tflm_persistent(op, graph, pointer_bytes)]
+        if self.tflm_per_channel(op, graph):
+            steps += [("persist", 4 * graph.tensors[op.outputs[0]].shape[-1])] * 2
+        return steps
 
     def tflm_cmsis_nn_scratch(self, op: Op, graph: Graph) -> list[int]:
         """Bytes of each scratch buffer TFLM's CMSIS-NN kernel requests (Cortex-M with the

@@ -16,7 +16,7 @@ from tinymcu.mcu_runtime.geometry import Pad
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.ops import decode as d
 from tinymcu.mcu_runtime.ops import register
-from tinymcu.mcu_runtime.ops.base import OpDef, qparams
+from tinymcu.mcu_runtime.ops.base import OpDef, PrepareStep, qparams
 from tinymcu.mcu_runtime.ops.concatenation import kernel
 
 
@@ -42,6 +42,12 @@ class Concatenation(OpDef):
     tiling = "pointwise"  # along channels only: ``patch`` checks the axis
     tflm_opdata = {"CONCATENATION": "cppiii" "|" + "i" * 10}  # ConcatenationParams + ids
     tflm_options = {"CONCATENATION": 8}
+
+    def tflm_prepare(self, op: Op, graph: Graph, pointer_bytes: int) -> list[PrepareStep]:
+        """Prepare takes the first input and the output (type check), then every input
+        again (rank check): a temporary each, none released before Prepare returns
+        (measured on the wheel: a 3-input concat needs exactly these five)."""
+        return [("temp", t) for t in (op.inputs[0], op.outputs[0], *op.inputs)]
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:
         d.arity(ins, outs, 1, 1 << 16, required=len(ins))

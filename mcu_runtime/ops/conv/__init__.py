@@ -26,7 +26,7 @@ from tinymcu.mcu_runtime.geometry import Pad, Window, op_window, same_valid_pad
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.ops import decode as d
 from tinymcu.mcu_runtime.ops import register
-from tinymcu.mcu_runtime.ops.base import OpDef, qparams, quant_of
+from tinymcu.mcu_runtime.ops.base import OpDef, PrepareStep, qparams, quant_of
 from tinymcu.mcu_runtime.ops.conv import kernel
 from tinymcu.mcu_runtime.quant import activation_range, quantize_multiplier, wrap32
 from tinymcu.mcu_runtime.schedule import Region
@@ -149,6 +149,21 @@ def conv_window(op: Op, graph: Graph) -> Window:
     return op_window(op, (src[1], src[2]), (dst[1], dst[2]), (fshape[1], fshape[2]))
 
 
+def tflm_conv_prepare(op: Op, graph: Graph, x: int = 0, w: int = 1,
+                      bias: int = 2) -> list[PrepareStep]:
+    """TFLM's conv, depthwise and transpose-conv Prepare: it holds output, input and
+    filter, takes the two per-channel arrays (out channels x int32) from the tail, then
+    ``CalculateOpData*`` takes input, filter, bias and output *again* while the first three
+    are still held. ``x``, ``w``, ``bias``: the operands' input positions."""
+    out = op.outputs[0]
+    xt, wt = op.inputs[x], op.inputs[w]
+    bt = [op.inputs[bias]] if len(op.inputs) > bias and op.inputs[bias] >= 0 else []
+    per_channel = 4 * graph.tensors[out].shape[-1]
+    return [("temp", out), ("temp", xt), ("temp", wt),
+            ("persist", per_channel), ("persist", per_channel),
+            *[("temp", t) for t in (xt, wt, *bt, out)]]
+
+
 @register
 class Conv2D(OpDef):
     kinds = ("CONV_2D",)
@@ -200,8 +215,8 @@ class Conv2D(OpDef):
             return 0
         return 2 * int(flt[1] * flt[2] * flt[3])
 
-    def tflm_per_channel(self, op: Op, graph: Graph) -> bool:
-        return True
+    def tflm_prepare(self, op: Op, graph: Graph, pointer_bytes: int) -> list[PrepareStep]:
+        return tflm_conv_prepare(op, graph)
 
     def tflm_cmsis_nn_scratch(self, op: Op, graph: Graph) -> list[int]:
         """``arm_convolve_wrapper_s8_get_buffer_size`` (DSP build): an unpadded, undilated

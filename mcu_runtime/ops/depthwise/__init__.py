@@ -22,13 +22,14 @@ from tinymcu.mcu_runtime.geometry import Pad, Window, same_valid_pad
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.ops import decode as d
 from tinymcu.mcu_runtime.ops import register
-from tinymcu.mcu_runtime.ops.base import OpDef
+from tinymcu.mcu_runtime.ops.base import OpDef, PrepareStep
 from tinymcu.mcu_runtime.ops.conv import (
     TFLM_CONV_OPDATA,
     ConvParams,
     conv_params,
     conv_window,
     speed,
+    tflm_conv_prepare,
 )
 from tinymcu.mcu_runtime.ops.depthwise import kernel
 from tinymcu.mcu_runtime.schedule import Region
@@ -97,8 +98,8 @@ class DepthwiseConv2D(OpDef):
     def window(self, op: Op, graph: Graph) -> Window:
         return conv_window(op, graph)
 
-    def tflm_per_channel(self, op: Op, graph: Graph) -> bool:
-        return True
+    def tflm_prepare(self, op: Op, graph: Graph, pointer_bytes: int) -> list[PrepareStep]:
+        return tflm_conv_prepare(op, graph)
 
     def tflm_cmsis_nn_scratch(self, op: Op, graph: Graph) -> list[int]:
         """``arm_depthwise_conv_wrapper_s8_get_buffer_size`` (DSP build): a multiplier-1,

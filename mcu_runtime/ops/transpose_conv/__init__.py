@@ -26,14 +26,16 @@ from tinymcu.mcu_runtime.geometry import Pad, out_size, same_pad_before
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.ops import decode as d
 from tinymcu.mcu_runtime.ops import register
-from tinymcu.mcu_runtime.ops.base import OpDef, qparams, quant_of
+from tinymcu.mcu_runtime.ops.base import OpDef, PrepareStep, qparams, quant_of
+from tinymcu.mcu_runtime.ops.conv import tflm_conv_prepare
 from tinymcu.mcu_runtime.ops.transpose_conv import kernel
 from tinymcu.mcu_runtime.quant import activation_range, quantize_multiplier
 
 #: TFLM's OpData: ConvParams (padding type, 4 int16 pads, 4 int16 strides/dilations, 4 int32
 #: offsets/multiplier, shift, 2 int32 clamps, 2 float clamps), scratch and bias-buffer
-#: indices, the two per-channel array pointers
-TFLM_TRANSPOSE_CONV_OPDATA = "i" "hhhh" "hhhh" "iiii" "i" "ii" "ii" "ii" "pp"
+#: indices, the two per-channel array pointers; with compression support the weight and
+#: bias decompression scratch indices
+TFLM_TRANSPOSE_CONV_OPDATA = "i" "hhhh" "hhhh" "iiii" "i" "ii" "ii" "ii" "pp" "|ii"
 
 #: TFLite tensor order of the op's inputs
 OUTPUT_SHAPE, FILTER, INPUT, BIAS = 0, 1, 2, 3
@@ -112,8 +114,8 @@ class TransposeConv(OpDef):
         w = graph.tensors[op.inputs[FILTER]].shape  # O, KH, KW, I
         return int(np.prod(x, dtype=np.int64)) * int(w[0] * w[1] * w[2])
 
-    def tflm_per_channel(self, op: Op, graph: Graph) -> bool:
-        return True
+    def tflm_prepare(self, op: Op, graph: Graph, pointer_bytes: int) -> list[PrepareStep]:
+        return tflm_conv_prepare(op, graph, INPUT, FILTER, BIAS)
 
     def tflm_scratch(self, op: Op, graph: Graph) -> list[int]:
         """The int32 accumulator over the whole output that TFLM's Prepare requests."""
