@@ -18,4 +18,4 @@ for d in mcu_runtime export prune firmware_templates; do ln -s "$ROOT/$d" "$VIEW
 MYPYPATH="$VIEW" .venv/bin/mypy -p tinymcu.mcu_runtime.ops -p tinymcu.mcu_runtime.codegen \
   $(for m in check emulator execute geometry ir passes pipeline quant regions report schedule \
       tflm_arena; do printf -- "-m tinymcu.mcu_runtime.%s " "$m"; done)
-.venv/bin/python -m pytest -q tests "$@"
+.venv/bin/python -m pytest -q --durations=30 tests "$@"
