@@ -63,7 +63,7 @@ class ValidateReport:
     schedule: str
     source: str
     firmware: FirmwareResult
-    #: target outputs, one row per sample (int8)
+    #: target outputs, one row per sample (int8; several outputs concatenated in order)
     outputs: np.ndarray
     emulator: np.ndarray
     tflm: np.ndarray
@@ -75,10 +75,17 @@ class ValidateReport:
     float_top1: np.ndarray | None = None
     labels: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    #: bytes of each output in a row (one entry: a single output)
+    output_sizes: tuple[int, ...] = ()
 
     @property
     def samples(self) -> int:
         return int(self.outputs.shape[0])
+
+    def _top1(self, rows: np.ndarray) -> np.ndarray:
+        """Top-1 class of each row, read from the first output (a classifier's scores)."""
+        first = self.output_sizes[0] if self.output_sizes else rows.shape[1]
+        return np.argmax(rows[:, :first], axis=1)
 
     def _agree(self, other: np.ndarray) -> int:
         return int(np.sum(np.all(self.outputs == other, axis=1)))
@@ -88,7 +95,7 @@ class ValidateReport:
 
     def to_dict(self) -> dict[str, object]:
         n = self.samples
-        top1 = np.argmax(self.outputs, axis=1)
+        top1 = self._top1(self.outputs)
         fw = self.firmware
         d: dict[str, object] = {
             "model": str(self.model), "board": self.board, "qemu_machine": self.machine,
@@ -98,7 +105,8 @@ class ValidateReport:
             "emulator_max_abs_diff": self._max_delta(self.emulator),
             "tflm_agreement": self._agree(self.tflm) / n,
             "tflm_max_abs_diff": self._max_delta(self.tflm),
-            "top1_agreement_tflm": float(np.mean(top1 == np.argmax(self.tflm, axis=1))),
+            "outputs": len(self.output_sizes) or 1,
+            "top1_agreement_tflm": float(np.mean(top1 == self._top1(self.tflm))),
             "ticks_per_inference_mean": float(np.mean(self.ticks)),
             "ticks_per_inference_min": int(min(self.ticks)),
             "ticks_per_inference_max": int(max(self.ticks)),
@@ -129,7 +137,8 @@ class ValidateReport:
                                           f"(max abs diff {d['emulator_max_abs_diff']})"),
                 ("bit-exact vs TFLM", f"{pct('tflm_agreement')} "
                                       f"(max abs diff {d['tflm_max_abs_diff']})"),
-                ("top-1 vs TFLM", pct("top1_agreement_tflm"))]
+                ("top-1 vs TFLM" + (" (output 0)" if d["outputs"] != 1 else ""),
+                 pct("top1_agreement_tflm"))]
         if "top1_agreement_float" in d:
             rows.append(("top-1 vs float model", pct("top1_agreement_float")))
         if "top1_accuracy_labels" in d:
@@ -159,9 +168,9 @@ class ValidateReport:
 
 
 def _input_tensor(graph: Graph) -> tuple[tuple[int, ...], float, int]:
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise TinymcuError(f"validate supports one input and one output; the model has "
-                           f"{len(graph.inputs)} and {len(graph.outputs)}")
+    if len(graph.inputs) != 1:
+        raise TinymcuError(f"validate feeds one input tensor; the model has "
+                           f"{len(graph.inputs)}")
     t = graph.tensors[graph.inputs[0]]
     if t.dtype != "int8" or t.quant is None:
         raise TinymcuError(f"validate needs an int8 input; the model's is {t.dtype}")
@@ -373,12 +382,13 @@ def validate_model(model: Path, board: str, data: str, out_dir: Path,
             fw = build_firmware(model_dir, board, out / "firmware", samples=n)
             outputs, ticks, stack = _run_file_io(fw, target, s.x, out / "run",
                                                  timeout or 60.0 + 20.0 * n)
-        emu = np.stack([emulate(cg.graph, cg.plan, [x]).outputs[0].reshape(-1) for x in s.x])
-        tflm = np.stack([o[0].reshape(-1) for o in tflm_invoke_batch(
+        emu = np.stack([_row(emulate(cg.graph, cg.plan, [x]).outputs) for x in s.x])
+        tflm = np.stack([_row(o) for o in tflm_invoke_batch(
             model, [[x] for x in s.x], arena_size=_tflm_arena(model, cg.plan.arena_bytes))])
         report = ValidateReport(model, board, cg.plan.schedule.kind, s.source, fw, outputs,
                                 emu, tflm, ticks, stack, target.qemu_machine or board,
-                                transport=transport, labels=s.labels)
+                                transport=transport, labels=s.labels,
+                                output_sizes=fw.header.outputs)
         if float_model is not None:
             ref = ref_invoke_batch(float_model, [[x.astype(np.float32)] for x in s.x_float])
             report.float_model = Path(float_model)
@@ -390,6 +400,11 @@ def validate_model(model: Path, board: str, data: str, out_dir: Path,
     report.firmware = replace(fw, out_dir=final, elf=final / "app.elf",
                               map_path=final / "app.map")
     return report
+
+
+def _row(outputs: list[np.ndarray]) -> np.ndarray:
+    """A sample's outputs as the firmware reports them: every output's bytes, in order."""
+    return np.concatenate([np.asarray(o).reshape(-1) for o in outputs])
 
 
 def _run_file_io(fw: FirmwareResult, target: Target, x: np.ndarray, run: Path,

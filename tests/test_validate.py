@@ -161,6 +161,47 @@ def test_real_samples_on_qemu_agree_100_percent(model: Path, data: str, samples:
     assert (out / "firmware" / "app.elf").is_file()
 
 
+def _three_output_model(path: Path) -> Path:
+    """One int8 input, three outputs written at different steps (ADD, MUL, SUB)."""
+    from tflite_build import Node, Tensor, write
+
+    rng = np.random.default_rng(7)
+
+    def q() -> tuple[float, int]:
+        return float(rng.uniform(0.01, 0.2)), int(rng.integers(-40, 40))
+
+    c = Tensor((8,), quant=q(), data=rng.integers(-128, 128, 8).astype(np.int8))
+    tensors = [Tensor((1, 4, 4, 8), quant=q()), c, Tensor((1, 4, 4, 8), quant=q()),
+               Tensor((1, 4, 4, 8), quant=q()), Tensor((1, 4, 4, 8), quant=q())]
+    ops = [Node("ADD", [0, 1], [2]), Node("MUL", [2, 1], [3]), Node("SUB", [3, 0], [4])]
+    return write(path, tensors, ops, [0], [2, 4, 3])
+
+
+@pytest.mark.slow
+@needs_toolchain
+@pytest.mark.parametrize("transport", ["semihosting", "console"])
+def test_every_output_of_a_multi_output_model_is_validated(transport: str,
+                                                           tmp_path: Path) -> None:
+    """All three outputs of each sample come back from QEMU (file I/O or the console) and
+    equal the emulator and TFLM; one corrupted byte of the last output is caught."""
+    from tinymcu.firmware_templates.validate import validate_model
+
+    model = _three_output_model(tmp_path / "three.tflite")
+    x = np.random.default_rng(8).integers(-128, 128, (40, 1, 4, 4, 8)).astype(np.int8)
+    np.savez(tmp_path / "x.npz", x=x)
+    report = validate_model(model, "qemu-mps2-an386", str(tmp_path / "x.npz"),
+                            tmp_path / "v", transport=transport)
+    report.verify()
+    assert report.output_sizes == (128, 128, 128)
+    assert report.outputs.shape == (40, 384)
+    d = report.to_dict()
+    assert d["outputs"] == 3 and d["tflm_agreement"] == d["emulator_agreement"] == 1.0
+    report.emulator = report.emulator.copy()
+    report.emulator[3, 300] ^= 1
+    with pytest.raises(VerificationError, match="1 of 40 outputs differ from emulator"):
+        report.verify()
+
+
 @pytest.mark.slow
 @needs_toolchain
 def test_a_disagreeing_output_fails_the_validation(tmp_path: Path) -> None:
