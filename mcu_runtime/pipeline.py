@@ -102,32 +102,46 @@ def pick(kind: str, costs: dict[str, tuple[int, int]], sram_bytes: int) -> str:
     return min(costs, key=lambda n: costs[n][0])
 
 
-def streamed_plan(graph: Graph, schedule: str) -> Plan:
+def streamed_plan(graph: Graph, schedule: str, sram_bytes: int | None = None) -> Plan:
     """The plan of ``--schedule schedule --stream``: the input image streamed tile by tile
     (``patch.streamed_schedule``), so the arena is the "without the input" figure made real.
     ``patch`` searches like ``--schedule patch`` but with the input left out of the count
     (the schedule that is best when the image is not resident); ``layer`` streams the whole
-    input to the first op (no saving, the same API)."""
+    input to the first op (no saving, the same API); ``auto``, as without ``--stream``,
+    takes the streamed schedule with the fewest MACs whose arena fits ``sram_bytes`` (the
+    smallest arena if none fits)."""
     from tinymcu.mcu_runtime import patch
 
-    if schedule == "layer":
-        chosen = layer_schedule(graph)
-    elif schedule == "patch":
+    if schedule not in ("layer", "patch", "auto"):
+        raise TinymcuError(f"--stream takes --schedule patch, layer or auto, not {schedule!r}")
+    plans: dict[str, Plan] = {}
+    if schedule in ("layer", "auto"):
+        plans["layer"] = plan(graph, patch.streamed_schedule(graph, layer_schedule(graph)))
+    if schedule == "patch" or (schedule == "auto" and sram_bytes is not None
+                               and plans["layer"].arena_bytes > sram_bytes):
         try:
             chosen = patch.search(graph, objective="peak", count_input=False,
                                   max_overhead=MAX_MAC_OVERHEAD).schedule
         except OverBudget:
             chosen = patch.search(graph, objective="peak", count_input=False).schedule
-    else:
-        raise TinymcuError(f"--stream takes --schedule patch (or layer), not {schedule!r}")
-    return plan(graph, patch.streamed_schedule(graph, chosen))
+        except TinymcuError:
+            if schedule == "patch":
+                raise
+            chosen = None  # auto: no patch schedule applies, the streamed layer one runs
+        if chosen is not None:
+            plans["patch"] = plan(graph, patch.streamed_schedule(graph, chosen))
+    if len(plans) == 1:
+        return next(iter(plans.values()))
+    costs = {n: (p.arena_bytes, patch.schedule_macs(graph, p.schedule))
+             for n, p in plans.items()}
+    return plans[pick("auto", costs, sram_bytes if sram_bytes is not None else 0)]
 
 
 def plan_and_pick(graph: Graph, schedule: str, sram_bytes: int, stream: bool = False) -> Plan:
     """Plan every candidate of ``--schedule schedule`` and return the plan that runs (what
     emulate, codegen and firmware execute); ``stream``: :func:`streamed_plan`."""
     if stream:
-        return streamed_plan(graph, schedule)
+        return streamed_plan(graph, schedule, sram_bytes)
     from tinymcu.mcu_runtime.patch import schedule_macs
 
     candidates, _ = candidate_schedules(graph, schedule, sram_bytes)

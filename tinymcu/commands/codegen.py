@@ -28,7 +28,8 @@ from tinymcu.inputs import BOARD, SIZE
 @click.option("--stream", is_flag=True,
               help="Stream the input: NAME_run_streamed(read, ctx) asks your read function "
                    "for the rows each tile needs, so the input image is never in the arena "
-                   "(with --schedule patch: the planner's figure without the input).")
+                   "(with --schedule patch: the planner's figure without the input; auto: "
+                   "streamed op by op if that fits the budget, else patch).")
 @click.option("--optimize", type=click.Choice(["speed", "memory"]),
               help="speed: the fast kernels with their scratch (im2col columns, padded "
                    "depthwise planes); memory: the direct loops, smallest arena. Default: "
