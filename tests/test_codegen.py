@@ -43,21 +43,25 @@ pytestmark = pytest.mark.skipif(CC is None, reason="needs a host C compiler")
 
 HARNESS = r"""
 #include <stdio.h>
+#include <string.h>
 #include "model.h"
 
-/* Junk-fill the arena, then run every input record of argv[1], writing each output
+/* Junk-fill the arena, then run every input record of argv[1] back to back (the state
+ * carries over; with argv[3] = "reset", tinymcu_reset() before each), writing each output
  * record to argv[2]. */
 int main(int argc, char **argv) {
     static int8_t in[TINYMCU_INPUT_BYTES];
     static int8_t out[TINYMCU_OUTPUT_BYTES];
     uint32_t state = 0x2545F491u;
     uint8_t *arena = tinymcu_arena();
+    int reset = argc == 4 && strcmp(argv[3], "reset") == 0; /* stateless: nothing to reset */
     FILE *fi;
     FILE *fo;
     long i;
-    if (argc != 3) {
+    if (argc < 3) {
         return 2;
     }
+    (void)reset;
     for (i = 0; i < TINYMCU_ARENA_BYTES; ++i) {
         state = state * 1664525u + 1013904223u;
         arena[i] = (uint8_t)(state >> 24);
@@ -68,6 +72,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     while (fread(in, 1, TINYMCU_INPUT_BYTES, fi) == TINYMCU_INPUT_BYTES) {
+#ifdef TINYMCU_HAS_STATE
+        if (reset) {
+            tinymcu_reset();
+        }
+#endif
         if (tinymcu_invoke(in, out) != 0) {
             return 3;
         }
@@ -95,13 +104,16 @@ def build(src: Path, extra: tuple[str, ...] = ()) -> Path:
     return exe
 
 
-def run_c(exe: Path, inputs: list[np.ndarray], out_shape: tuple[int, ...]) -> list[np.ndarray]:
-    """Run the compiled model on each input, in one process (one arena) back to back."""
+def run_c(exe: Path, inputs: list[np.ndarray], out_shape: tuple[int, ...],
+          reset: bool = False, dtype: str = "int8") -> list[np.ndarray]:
+    """Run the compiled model on each input, in one process (one arena) back to back; a
+    stateful model carries its state from one input to the next unless ``reset``."""
     src, dst = exe.parent / "inputs.bin", exe.parent / "outputs.bin"
     src.write_bytes(b"".join(np.ascontiguousarray(x).tobytes() for x in inputs))
-    proc = subprocess.run([str(exe), str(src), str(dst)], capture_output=True, timeout=60)
+    args = [str(exe), str(src), str(dst)] + (["reset"] if reset else [])
+    proc = subprocess.run(args, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    ys = np.frombuffer(dst.read_bytes(), dtype=np.int8)
+    ys = np.frombuffer(dst.read_bytes(), dtype=dtype)
     return list(ys.reshape(len(inputs), *out_shape))
 
 

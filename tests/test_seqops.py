@@ -12,12 +12,11 @@ instead of saturating; the three real models in ``../shared/models/realworld`` r
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_codegen import build, run_c
 from tflite_build import Node, Tensor, write
 
 from tinymcu.errors import TinymcuError
@@ -29,56 +28,9 @@ from tinymcu.mcu_runtime.pipeline import load_graph, plan_and_pick
 from tinymcu.mcu_runtime.tflite_reader import load_tflite
 
 REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "models" / "realworld"
-CC = shutil.which("gcc") or shutil.which("cc")
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 N_INPUTS = 200
 
-HARNESS = r"""
-#include <stdio.h>
-#include <string.h>
-#include "model.h"
 
-/* Junk-fill the arena, then run every input record of argv[1] back to back (the state
- * carries over; with argv[3] = "reset", tinymcu_reset() before each), writing each output
- * record to argv[2]. */
-int main(int argc, char **argv) {
-    static int8_t in[TINYMCU_INPUT_BYTES];
-    static int8_t out[TINYMCU_OUTPUT_BYTES];
-    uint32_t state = 0x2545F491u;
-    uint8_t *arena = tinymcu_arena();
-    int reset = argc == 4 && strcmp(argv[3], "reset") == 0; /* stateless: nothing to reset */
-    FILE *fi;
-    FILE *fo;
-    long i;
-    if (argc < 3) {
-        return 2;
-    }
-    (void)reset;
-    for (i = 0; i < TINYMCU_ARENA_BYTES; ++i) {
-        state = state * 1664525u + 1013904223u;
-        arena[i] = (uint8_t)(state >> 24);
-    }
-    fi = fopen(argv[1], "rb");
-    fo = fopen(argv[2], "wb");
-    if (!fi || !fo) {
-        return 2;
-    }
-    while (fread(in, 1, TINYMCU_INPUT_BYTES, fi) == TINYMCU_INPUT_BYTES) {
-#ifdef TINYMCU_HAS_STATE
-        if (reset) {
-            tinymcu_reset();
-        }
-#endif
-        if (tinymcu_invoke(in, out) != 0) {
-            return 3;
-        }
-        fwrite(out, 1, TINYMCU_OUTPUT_BYTES, fo);
-    }
-    fclose(fi);
-    fclose(fo);
-    return 0;
-}
-"""
 
 
 def random_inputs(graph, rng: np.random.Generator, n: int) -> list[list[np.ndarray]]:
@@ -118,37 +70,18 @@ def check_against_tflm(path: Path, n: int = N_INPUTS, seed: int = 0,
     return graph, p
 
 
-def build_c(src: Path) -> Path:
-    (src / "main.c").write_text(HARNESS)
-    exe = src / "model.bin"
-    proc = subprocess.run([CC, *CFLAGS, "-I", str(src), str(src / "model.c"),
-                           str(src / "main.c"), "-o", str(exe)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return exe
-
-
-def run_c(exe: Path, sets: list[list[np.ndarray]], shape: tuple[int, ...],
-          reset: bool, dtype: str = "int8") -> list[np.ndarray]:
-    src, dst = exe.parent / "inputs.bin", exe.parent / "outputs.bin"
-    src.write_bytes(b"".join(np.ascontiguousarray(s[0]).tobytes() for s in sets))
-    args = [str(exe), str(src), str(dst)] + (["reset"] if reset else [])
-    proc = subprocess.run(args, capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return list(np.frombuffer(dst.read_bytes(), dtype=dtype).reshape(len(sets), *shape))
-
-
 def check_c(graph, p, out: Path, n: int = 60, seed: int = 1) -> None:
     """The generated C equals the emulator, as a sequence and with a reset before each."""
     generate(graph, p, out)
-    exe = build_c(out)
+    exe = build(out)
     sets = random_inputs(graph, np.random.default_rng(seed), n)
     shape = graph.tensors[graph.outputs[0]].shape
     dtype = graph.tensors[graph.outputs[0]].dtype
     expected = emulate_sequence(graph, p, sets)
-    for k, (y, e) in enumerate(zip(run_c(exe, sets, shape, False, dtype), expected,
-                                   strict=True)):
+    xs = [x[0] for x in sets]
+    for k, (y, e) in enumerate(zip(run_c(exe, xs, shape, False, dtype), expected, strict=True)):
         np.testing.assert_array_equal(y, e.outputs[0], err_msg=f"C sequence step {k}")
-    for k, y in enumerate(run_c(exe, sets, shape, True, dtype)):
+    for k, y in enumerate(run_c(exe, xs, shape, True, dtype)):
         np.testing.assert_array_equal(y, emulate(graph, p, sets[k], seed=k).outputs[0],
                                       err_msg=f"C after reset, input {k}")
 
