@@ -612,9 +612,13 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         if x.rank in (3, 4) and slope.ndim > 1:  # (C, 1, 1) / (C, 1) → per channel, last axis
             slope = slope.reshape(-1)
         alpha = tf.constant(slope)
-        if "PRELU" in self.runtime:  # Keras' PReLU form, which the converter fuses to PRELU
-            return self._unary(node, env,
-                               lambda t: tf.nn.relu(t) - alpha * tf.nn.relu(-t))
+        if "PRELU" in self.runtime:
+            # Keras' form relu(x) + (−α)·relu(−x), with the negation a graph op on an α of
+            # shape (1, 1, C) for a feature map: the one pattern TFLite's converter fuses into
+            # PRELU (measured: relu(x) − α·relu(−x), or a pre-negated α, keep NEG + SUB/ADD)
+            a4 = tf.constant(slope.reshape(1, 1, -1)) if len(x.tensor.shape) == 4 and \
+                slope.size > 1 else alpha
+            return self._unary(node, env, lambda t: tf.nn.relu(t) + (-a4) * tf.nn.relu(-t))
         return self._unary(node, env, lambda t: _leaky_by_parts(t, alpha))
 
     def _op_Softmax(self, node: Any, env: dict[str, _Value]) -> _Value:

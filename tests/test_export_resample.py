@@ -172,6 +172,19 @@ class Permute(nn.Module):
         return self.c2(y)[:, [2, 0, 1]]
 
 
+class PRelu(nn.Module):
+    """Per-channel PReLU on a feature map and a single-slope PReLU on a Linear's output: both
+    must reach the .tflite as PRELU (no NEG, which our runtime does not run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.p1 = nn.Conv2d(1, 4, 3, padding=1), nn.PReLU(4)
+        self.fc, self.p2 = nn.Linear(4 * 4 * 4, 6), nn.PReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.p2(self.fc(self.p1(self.c(x)).flatten(1)))
+
+
 CASES: dict[str, tuple[nn.Module, tuple[int, ...], frozenset[str]]] = {
     "nearest2": (Up("nearest2"), (1, 1, 6, 6), frozenset()),
     "nearest3x2": (Up("nearest3x2"), (1, 1, 4, 5), frozenset()),
@@ -194,6 +207,7 @@ CASES: dict[str, tuple[nn.Module, tuple[int, ...], frozenset[str]]] = {
     "lstm_bidir_mean": (Lstm(bidirectional=True, last=False), (1, 3, 6),
                         frozenset({"SPLIT", "LOGISTIC", "TANH"})),
     "permute_gather": (Permute(), (1, 2, 6, 6), frozenset({"TRANSPOSE", "GATHER"})),
+    "prelu": (PRelu(), (1, 1, 4, 4), frozenset({"PRELU"})),
 }
 
 
