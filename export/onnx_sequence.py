@@ -19,6 +19,13 @@ Lowerings (TFLite ops the route check is told about, see :func:`sequence_lowerin
   Python wheel registers no GELU kernel; the two forms differ by < 5e-4);
 * softmax over the last axis: SOFTMAX; a Slice of the last axis (``qkv.chunk(3)``): SLICE;
   a mean over the tokens: MEAN.
+
+Layout ops on any activation (``_layout_*``), computed in ONNX axis order: a Transpose is the
+value's layout, the permutation and the result's layout composed into one TRANSPOSE — a
+RESHAPE when only size-1 axes move (the time-major view an LSTM takes); Squeeze / Unsqueeze
+and a Reshape the layout-aware rules do not cover are RESHAPEs; a Gather by a constant index
+is a SLICE (scalar or contiguous) or GATHER. Results of rank 3 are held in ONNX order, rank 4
+NHWC.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ import numpy as np
 
 from tinymcu.errors import TinymcuError
 
+#: ops that only move axes, handled for every layout (``_layout_*``)
+_LAYOUT_OPS = frozenset({"Transpose", "Squeeze", "Unsqueeze", "Gather"})
 #: ops that act elementwise and keep a seq value a seq value
 _SEQ_ELEMENTWISE = frozenset({"Relu", "Sigmoid", "Tanh", "Identity", "Dropout", "HardSwish",
                               "HardSigmoid", "LeakyRelu", "Clip"})
@@ -107,6 +116,15 @@ class SequenceOps:
             perm = [int(v) for v in _attrs(node).get("perm", [])]
             shape = self.shapes.get(node.input[0], ())
             return () if perm == [0, 2, 1] and len(shape) == 3 else ("TRANSPOSE",)
+        if node.op_type in {"Squeeze", "Unsqueeze"}:
+            return ()  # a RESHAPE
+        if node.op_type == "Gather":
+            idx = self.consts.get(node.input[1])
+            return ("SLICE",) if idx is not None and _contiguous(idx) else ("GATHER",)
+        if node.op_type == "LSTM":
+            from tinymcu.export.onnx_recurrent import LSTM_LOWERING
+
+            return LSTM_LOWERING
         return None
 
     # ---- handlers -------------------------------------------------------------------
@@ -124,8 +142,8 @@ class SequenceOps:
             # kernel — runs
             z = (t + (t * t * t) * 0.044715) * (2.0 * math.sqrt(2.0 / math.pi))
             return dataclasses.replace(x, tensor=t * tf.sigmoid(z))
-        if node.op_type == "Transpose":
-            return self._seq_transpose(node, env)
+        if node.op_type in _LAYOUT_OPS:
+            return getattr(self, f"_layout_{node.op_type}")(node, env)
         ins = [env[n] for n in node.input if n in env]
         if not any(getattr(v, "seq", False) for v in ins):
             if node.op_type == "LayerNormalization":
@@ -140,20 +158,122 @@ class SequenceOps:
         raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: not supported on a "
                            f"(1, T, D) token tensor")
 
-    def _seq_transpose(self, node: Any, env: dict[str, Any]) -> Any:
+    # ---- layout ops: act in ONNX axis order on any activation ---------------------------
+    def _layout_Transpose(self, node: Any, env: dict[str, Any]) -> Any:
+        """Any permutation, as ONE op: the value's own layout, the ONNX permutation and the
+        layout the result is held in are composed, and when the composition only moves
+        size-1 axes it is a RESHAPE (``x.transpose(1, 2)`` of a Conv1d map, the time-major
+        view torch's LSTM takes) — a TRANSPOSE only where bytes really move."""
+        from tinymcu.export.onnx_to_tf import NCHW_TO_NHWC
+
+        t, base = self._onnx_view(node, env)
+        perm = [int(v) for v in _attrs(node).get("perm", reversed(range(len(base))))]
+        total = [base[p] for p in perm]
+        if len(total) == 4:  # a 4-D result is held NHWC, ready for convolutions
+            total = [total[i] for i in NCHW_TO_NHWC]
+        return self._held(node, _permute(t, total), len(total))
+
+    def _layout_Squeeze(self, node: Any, env: dict[str, Any]) -> Any:
         import tensorflow as tf
 
-        from tinymcu.export.onnx_to_tf import _Value
+        axes = self._axes(node)
+        shape = self._onnx_shape(node, env)
+        axes = [i for i, n in enumerate(shape) if n == 1] if axes is None else \
+            [a % len(shape) for a in axes]
+        target = [n for i, n in enumerate(shape) if i not in axes]
+        return self._held(node, tf.reshape(self._onnx_tensor(node, env), target), len(target))
+
+    def _layout_Unsqueeze(self, node: Any, env: dict[str, Any]) -> Any:
+        import tensorflow as tf
+
+        target = list(self._onnx_shape(node, env))
+        axes = self._axes(node) or []
+        for a in sorted(a % (len(target) + len(axes)) for a in axes):
+            target.insert(a, 1)
+        return self._held(node, tf.reshape(self._onnx_tensor(node, env), target), len(target))
+
+    def _layout_Gather(self, node: Any, env: dict[str, Any]) -> Any:
+        """A constant index on one axis: a SLICE (scalar or contiguous indices; a scalar
+        also drops the axis, in the same RESHAPE), else GATHER."""
+        import tensorflow as tf
+
+        if node.input[1] not in self.consts:
+            raise TinymcuError(f"ONNX Gather node {node.name!r}: the indices must be constant")
+        t = self._onnx_tensor(node, env)
+        shape = [int(v) for v in t.shape]
+        axis = int(_attrs(node).get("axis", 0)) % len(shape)
+        idx = self.consts[node.input[1]].astype(np.int64)
+        flat = idx.reshape(-1) % shape[axis]
+        if _contiguous(idx):
+            begin, size = [0] * len(shape), list(shape)
+            begin[axis], size[axis] = int(flat[0]), len(flat)
+            y = tf.slice(t, begin, size)
+        else:
+            y = tf.gather(t, flat.astype(np.int32), axis=axis)  # TFLM: int32 positions
+        target = shape[:axis] + list(idx.shape) + shape[axis + 1:]
+        if [int(v) for v in y.shape] != target:
+            y = tf.reshape(y, target)
+        return self._held(node, y, len(target))
+
+    def _seq_Reshape(self, node: Any, env: dict[str, Any]) -> Any:
+        """A reshape of a value held in ONNX order is the same reshape (a bidirectional
+        LSTM's ``(T, 2, 1, H) → (T, 1, 2H)``, heads split or merged)."""
+        import tensorflow as tf
+
+        from tinymcu.export.onnx_to_tf import _onnx_reshape
+
+        target = self.shapes.get(node.output[0]) or _onnx_reshape(
+            self._onnx_shape(node, env), self.consts[node.input[1]])
+        return self._held(node, tf.reshape(self._onnx_tensor(node, env), list(target)),
+                          len(target))
+
+    def _axes(self, node: Any) -> list[int] | None:
+        """Squeeze/Unsqueeze axes: an input from opset 13, an attribute before."""
+        if len(node.input) > 1 and node.input[1]:
+            return [int(v) for v in self.consts[node.input[1]]]
+        axes = _attrs(node).get("axes")
+        return None if axes is None else [int(v) for v in axes]
+
+    def _onnx_view(self, node: Any, env: dict[str, Any]) -> tuple[Any, list[int]]:
+        """``(t, base)`` with ``transpose(t, base)`` the value in ONNX axis order, ``t`` only
+        reshaped (never transposed) from the traced tensor."""
+        import tensorflow as tf
 
         x = self._in(env, node)  # type: ignore[attr-defined]
-        perm = [int(v) for v in _attrs(node).get("perm", [])]
-        if x.rank != 3 or perm != [0, 2, 1]:
-            raise TinymcuError(f"ONNX Transpose node {node.name!r}: only swapping the last two "
-                               f"axes of a rank-3 tensor is supported (perm {perm})")
-        if not getattr(x, "seq", False):  # (N, C, L) signal map (1, 1, L, C) → (1, L, C)
+        if x.flatten_hwc is not None:
+            raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: not supported right "
+                               "after a Flatten of a feature map")
+        rank = len(x.tensor.shape)
+        if x.seq or x.rank == 2:
+            return x.tensor, list(range(rank))
+        if x.rank == 3:  # the (1, 1, L, C) map of an (N, C, L) signal
             _, _, length, c = (int(v) for v in x.tensor.shape)
-            return _Value(tf.reshape(x.tensor, [1, length, c]), 3, seq=True)
-        return dataclasses.replace(x, tensor=tf.transpose(x.tensor, [0, 2, 1]))
+            return tf.reshape(x.tensor, [1, length, c]), [0, 2, 1]
+        return x.tensor, [0, 3, 1, 2]  # NHWC
+
+    def _onnx_tensor(self, node: Any, env: dict[str, Any]) -> Any:
+        t, base = self._onnx_view(node, env)
+        return _permute(t, base)
+
+    def _onnx_shape(self, node: Any, env: dict[str, Any]) -> tuple[int, ...]:
+        t, base = self._onnx_view(node, env)
+        return tuple(int(t.shape[p]) for p in base)
+
+    def _held(self, node: Any, t: Any, rank: int) -> Any:
+        """Wrap a result: 2-D plain, 3-D in ONNX order (seq), 4-D NHWC (already permuted by
+        the caller for Transpose; converted here for the others)."""
+        from tinymcu.export.onnx_to_tf import NCHW_TO_NHWC, _Value
+
+        if rank == 2:
+            return _Value(t, 2)
+        if rank == 3:
+            return _Value(t, 3, seq=True)
+        if rank == 4:
+            if node.op_type != "Transpose":
+                t = _permute(t, list(NCHW_TO_NHWC))
+            return _Value(t, 4)
+        raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: a rank-{rank} result is "
+                           "not supported (the mcu route holds ranks 2 to 4)")
 
     def _seq_LayerNormalization(self, node: Any, env: dict[str, Any]) -> Any:
         import tensorflow as tf
@@ -287,6 +407,26 @@ class SequenceOps:
     def _seq_Gemm(self, node: Any, env: dict[str, Any]) -> Any:
         raise TinymcuError(f"ONNX Gemm node {node.name!r}: on a (1, T, D) token tensor use "
                            "MatMul (torch's Linear exports it)")
+
+
+def _contiguous(idx: np.ndarray) -> bool:
+    """Scalar, or 1-D ascending by one: what a SLICE can take (negative indices as given)."""
+    flat = idx.reshape(-1)
+    return idx.ndim == 0 or (idx.ndim == 1 and len(flat) > 0 and bool(
+        np.all(np.diff(flat) == 1)) and (flat[0] >= 0) == (flat[-1] >= 0))
+
+
+def _permute(t: Any, perm: list[int]) -> Any:
+    """``tf.transpose(t, perm)``, as a RESHAPE (or nothing) when only size-1 axes move."""
+    import tensorflow as tf
+
+    shape = [int(v) for v in t.shape]
+    if perm == sorted(perm):
+        return t
+    moved = [p for p in perm if shape[p] != 1]
+    if moved == sorted(moved):
+        return tf.reshape(t, [shape[p] for p in perm])
+    return tf.transpose(t, perm)
 
 
 def _other(node: Any, name: str) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from tinymcu.errors import TinymcuError
+from tinymcu.export.onnx_recurrent import RecurrentOps
 from tinymcu.export.onnx_resample import ResampleOps
 from tinymcu.export.onnx_sequence import SequenceOps
 from tinymcu.export.quiet import import_tensorflow
@@ -43,12 +44,12 @@ SUPPORTED_OPS = frozenset({
     "HardSwish", "HardSigmoid", "Tanh", "LeakyRelu", "Softmax", "AveragePool", "MaxPool",
     "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Concat", "Pad",
     "BatchNormalization", "Identity", "Dropout", "PRelu", "ConvTranspose", "Resize", "Slice",
-    "Transpose", "LayerNormalization",
+    "Transpose", "LayerNormalization", "Squeeze", "Unsqueeze", "Gather", "LSTM",
 })
 #: ops evaluated at build time when all their inputs are constants (shape arithmetic)
 CONST_OPS = frozenset({"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",
                        "Slice", "Identity", "Reshape", "Mul", "Add", "Sub", "Div",
-                       "ConstantOfShape", "Transpose"})
+                       "ConstantOfShape", "Transpose", "Expand"})
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 AXIS_NCHW_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
@@ -142,7 +143,7 @@ def same_or_explicit(in_hw: tuple[int, int], k: tuple[int, int], s: tuple[int, i
     return "VALID", explicit
 
 
-class _Builder(ResampleOps, SequenceOps):
+class _Builder(ResampleOps, SequenceOps, RecurrentOps):
     def __init__(self, model: Any, input_name: str, input_shape: tuple[int, ...]) -> None:
         from onnx import numpy_helper
 
@@ -266,6 +267,9 @@ class _Builder(ResampleOps, SequenceOps):
             return ins[0]
         if op == "Transpose":
             return np.transpose(ins[0], a.get("perm"))
+        if op == "Expand":  # ONNX broadcasting, which numpy's matches
+            src, shape = self.consts[node.input[0]], self.consts[node.input[1]]
+            return src * np.ones(tuple(int(v) for v in shape), src.dtype)
         if op == "ConstantOfShape":
             from onnx import numpy_helper
 
@@ -333,8 +337,10 @@ class _Builder(ResampleOps, SequenceOps):
             if out is not None:
                 env[node.output[0]] = out
         out = env[self.graph.output[0].name]
-        if out.seq:  # (1, A, B) in ONNX order leaves channels-last like any rank-3 output
-            return tf.transpose(out.tensor, [0, 2, 1])
+        if out.seq and out.rank == 3:  # (1, A, B) in ONNX order leaves channels-last like
+            return tf.transpose(out.tensor, [0, 2, 1])  # any rank-3 output
+        if out.seq and out.rank == 4:  # ... and (1, C, H, W) as NHWC
+            return tf.transpose(out.tensor, list(NCHW_TO_NHWC))
         if out.rank == 3:  # the (1, 1, L, C) map of an (N, C, L) output leaves as (1, L, C)
             _, _, length, c = (int(v) for v in out.tensor.shape)
             return tf.reshape(out.tensor, [1, length, c])
@@ -606,9 +612,13 @@ class _Builder(ResampleOps, SequenceOps):
         if x.rank in (3, 4) and slope.ndim > 1:  # (C, 1, 1) / (C, 1) → per channel, last axis
             slope = slope.reshape(-1)
         alpha = tf.constant(slope)
-        if "PRELU" in self.runtime:  # Keras' PReLU form, which the converter fuses to PRELU
-            return self._unary(node, env,
-                               lambda t: tf.nn.relu(t) - alpha * tf.nn.relu(-t))
+        if "PRELU" in self.runtime:
+            # Keras' form relu(x) + (−α)·relu(−x), with the negation a graph op on an α of
+            # shape (1, 1, C) for a feature map: the one pattern TFLite's converter fuses into
+            # PRELU (measured: relu(x) − α·relu(−x), or a pre-negated α, keep NEG + SUB/ADD)
+            a4 = tf.constant(slope.reshape(1, 1, -1)) if len(x.tensor.shape) == 4 and \
+                slope.size > 1 else alpha
+            return self._unary(node, env, lambda t: tf.nn.relu(t) + (-a4) * tf.nn.relu(-t))
         return self._unary(node, env, lambda t: _leaky_by_parts(t, alpha))
 
     def _op_Softmax(self, node: Any, env: dict[str, _Value]) -> _Value:
@@ -739,8 +749,7 @@ class _Builder(ResampleOps, SequenceOps):
             return _Value(tf.transpose(t, list(NCHW_TO_NHWC)), 4)
         if x.rank == 2:
             return _Value(tf.reshape(x.tensor, list(target)), len(target))
-        raise TinymcuError(f"ONNX Reshape node {node.name!r}: reshaping a rank-{x.rank} tensor "
-                           f"to {tuple(target)} is not supported")
+        return self._seq_Reshape(node, env)  # any other: the same reshape in ONNX order
 
     def _op_Concat(self, node: Any, env: dict[str, _Value]) -> _Value:
         import tensorflow as tf

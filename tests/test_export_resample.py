@@ -1,5 +1,6 @@
-"""The mcu route's ConvTranspose / Upsample (Resize) / Slice lowerings and its token-sequence
-ops (LayerNorm, GELU, Linear on tokens, attention) (issue 12).
+"""The mcu route's ConvTranspose / Upsample (Resize) / Slice lowerings, its token-sequence
+ops (LayerNorm, GELU, Linear on tokens, attention), general Transpose / Gather and the
+unrolled LSTM (issue 12).
 
 Three levels, each against an independent reference:
 
@@ -8,12 +9,12 @@ Three levels, each against an independent reference:
 * int8: the converted .tflite runs in TFLM (the oracle) on 200 seeded inputs, TFLM equals
   TFLite's BUILTIN_REF kernels (bit for bit; within 2 steps where FULLY_CONNECTED, RSQRT,
   BATCH_MATMUL or SOFTMAX round differently in the two),
-  its dequantized output tracks the float one, and where every emitted op is one our
-  runtime runs, our emulator equals TFLM bit for bit.
+  its dequantized output tracks the float one, every emitted op is one our runtime runs,
+  and our emulator equals TFLM bit for bit.
 
-Ops our runtime does not run yet (TRANSPOSE_CONV, SLICE, RESIZE_*) are added to the route's
-op set by monkeypatching, so the .tflite is produced and judged by TFLM alone; the fail-fast
-check's refusal without them is tested too.
+The ops a case needs are added to the route's op set (a no-op while the runtime has them), so
+a case keeps producing its .tflite should the runtime lose an op; the fail-fast check's
+refusal without them is tested too.
 """
 
 from __future__ import annotations
@@ -143,6 +144,47 @@ class Tokens(nn.Module):
         return self.head(t.mean(1))
 
 
+class Lstm(nn.Module):
+    """(N, features, frames) → LSTM over frames → last step (or the mean of every step's
+    output) → Linear: the KWS-LSTM op mix (Transpose, Expand, LSTM, Squeeze, Gather)."""
+
+    def __init__(self, bidirectional: bool = False, last: bool = True) -> None:
+        super().__init__()
+        self.last = last
+        self.lstm = nn.LSTM(3, 5, batch_first=True, bidirectional=bidirectional)
+        self.fc = nn.Linear(10 if bidirectional else 5, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x.transpose(1, 2))
+        return self.fc(out[:, -1] if self.last else out.mean(1))
+
+
+class Permute(nn.Module):
+    """A permutation that really moves bytes (C ↔ W) between two convolutions, and a
+    channel gather with non-contiguous indices."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(2, 6, 3, padding=1), nn.Conv2d(6, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.c1(x)).permute(0, 3, 2, 1)  # (1, 6, 6, 6): C and W swapped
+        return self.c2(y)[:, [2, 0, 1]]
+
+
+class PRelu(nn.Module):
+    """Per-channel PReLU on a feature map and a single-slope PReLU on a Linear's output: both
+    must reach the .tflite as PRELU (no NEG, which our runtime does not run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.p1 = nn.Conv2d(1, 4, 3, padding=1), nn.PReLU(4)
+        self.fc, self.p2 = nn.Linear(4 * 4 * 4, 6), nn.PReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.p2(self.fc(self.p1(self.c(x)).flatten(1)))
+
+
 CASES: dict[str, tuple[nn.Module, tuple[int, ...], frozenset[str]]] = {
     "nearest2": (Up("nearest2"), (1, 1, 6, 6), frozenset()),
     "nearest3x2": (Up("nearest3x2"), (1, 1, 4, 5), frozenset()),
@@ -159,9 +201,14 @@ CASES: dict[str, tuple[nn.Module, tuple[int, ...], frozenset[str]]] = {
     "crop": (Crop(), (1, 1, 8, 8), frozenset({"SLICE"})),
     "token_mlp_gelu": (Tokens(False), (1, 2, 8, 8), frozenset()),
     "vit_block": (Tokens(True), (1, 2, 8, 8), frozenset({"RSQRT", "BATCH_MATMUL", "SLICE"})),
+    # 12 frames: past TFLM's 10-input CONCATENATION limit, so the concat tree is exercised
+    "lstm_last": (Lstm(), (1, 3, 12), frozenset({"FULLY_CONNECTED", "SPLIT", "LOGISTIC",
+                                                 "TANH"})),
+    "lstm_bidir_mean": (Lstm(bidirectional=True, last=False), (1, 3, 6),
+                        frozenset({"SPLIT", "LOGISTIC", "TANH"})),
+    "permute_gather": (Permute(), (1, 2, 6, 6), frozenset({"TRANSPOSE", "GATHER"})),
+    "prelu": (PRelu(), (1, 1, 4, 4), frozenset({"PRELU"})),
 }
-#: cases whose every emitted op our runtime runs today: emulator == TFLM is asserted
-EXISTING_OPS = ("nearest2", "nearest3x2", "nearest_half", "bilinear_half", "token_mlp_gelu")
 
 
 def _build(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -226,8 +273,7 @@ def test_int8_tflm_runs_bit_exact_and_tracks_float(name: str, tmp_path: Path,
     path, x, ref = _convert(name, tmp_path, monkeypatch)
     kinds = {o["op_name"] for o in tf.lite.Interpreter(model_path=str(path))._get_ops_details()}
     assert CASES[name][2] <= kinds  # the op the lowering promises is in the .tflite
-    if name in EXISTING_OPS:  # ... and nothing beyond our runtime's ops
-        assert kinds <= route_check.runtime_ops(), kinds
+    assert kinds <= route_check.runtime_ops(), kinds  # ... and nothing beyond our runtime's
     q = _int8_inputs(path, x)
     tflm = oracle.tflm_invoke_batch(path, [[v] for v in q])
     tref = oracle.ref_invoke_batch(path, [[v] for v in q])
@@ -242,17 +288,15 @@ def test_int8_tflm_runs_bit_exact_and_tracks_float(name: str, tmp_path: Path,
     deq = np.stack([(o[0].astype(np.float32) - zp) * scale for o in tflm]).reshape(ref.shape)
     rel = np.abs(deq - ref).max() / np.abs(ref).max()
     assert rel < 0.05, rel  # a few int8 steps of the output range
-    if name in EXISTING_OPS:
-        from tinymcu.mcu_runtime.check import load_graph
-        from tinymcu.mcu_runtime.emulator import emulate
-        from tinymcu.mcu_runtime.planner import plan
-        from tinymcu.mcu_runtime.schedule import layer_schedule
+    from tinymcu.mcu_runtime.check import load_graph
+    from tinymcu.mcu_runtime.emulator import emulate
+    from tinymcu.mcu_runtime.planner import plan
+    from tinymcu.mcu_runtime.schedule import layer_schedule
 
-        _, graph = load_graph(path)
-        p = plan(graph, layer_schedule(graph))
-        for v, t in zip(q, tflm):
-            assert np.array_equal(emulate(graph, p, [v]).outputs[0].reshape(-1),
-                                  t[0].reshape(-1))
+    _, graph = load_graph(path)
+    p = plan(graph, layer_schedule(graph))
+    for v, t in zip(q, tflm):
+        assert np.array_equal(emulate(graph, p, [v]).outputs[0].reshape(-1), t[0].reshape(-1))
 
 
 def test_missing_runtime_op_is_named_before_converting(tmp_path: Path,

@@ -129,8 +129,8 @@ torch = pytest.importorskip("torch")
 
 
 class SwapHW(torch.nn.Module):
-    """A transpose of H and W between two convolutions: the mcu builder has no Transpose
-    lowering, so auto takes the litert route (TRANSPOSE is an op our runtime runs)."""
+    """A transpose of H and W between two convolutions; with Transpose taken out of the mcu
+    builder's op set, auto takes the litert route (TRANSPOSE is an op our runtime runs)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -150,9 +150,14 @@ def swap_hw() -> torch.nn.Module:
 
 
 @pytest.mark.slow
-def test_auto_falls_back_to_litert_full_int8(tmp_path: Path) -> None:
+def test_auto_falls_back_to_litert_full_int8(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("litert_torch")
+    from tinymcu.export import onnx_to_tf
     from tinymcu.export.pipeline import export_model
+
+    # the mcu builder lowers Transpose itself; without it the fallback is what is tested
+    monkeypatch.setattr(onnx_to_tf, "SUPPORTED_OPS", onnx_to_tf.SUPPORTED_OPS - {"Transpose"})
     from tinymcu.mcu_runtime.tflite_reader import load_tflite
 
     res = export_model("test_export_routes:swap_hw", str(_calib(tmp_path)),
@@ -164,3 +169,60 @@ def test_auto_falls_back_to_litert_full_int8(tmp_path: Path) -> None:
     assert {"LOGISTIC", "ADD", "FULLY_CONNECTED"} <= {op.kind for op in graph.ops}
     assert res.report["tflm"]["bit_exact"]
     assert res.report["parity"]["max_abs_error"] < 0.1 * res.report["parity"]["float_max_abs"]
+
+
+class Lstm(torch.nn.Module):
+    """torch's LSTM as exported: Transpose, Expand of zero states, LSTM, Squeeze, Gather."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lstm(x.transpose(1, 2))[0][:, -1]
+
+
+def test_lstm_op_check_follows_the_runtime(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node of an exported LSTM is lowered (the constant Expand folded away), and the
+    unrolled cell's ops are asked of the runtime: without SPLIT the LSTM node is named."""
+    from tinymcu.export.onnx_to_tf import mcu_offenders
+    from tinymcu.export.to_onnx import torch_to_onnx
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
+    check = torch_to_onnx(Lstm().eval(), (1, 3, 5), tmp_path / "l.onnx", x)
+    assert {"Expand", "LSTM", "Gather"} <= {n.op_type for n in check.model.graph.node}
+    assert mcu_offenders(check.model, check.input_name, check.input_shape) == []
+    base = route_check.runtime_ops()
+    monkeypatch.setattr(route_check, "runtime_ops", lambda: base - {"SPLIT"})
+    found = mcu_offenders(check.model, check.input_name, check.input_shape)
+    assert len(found) == 1 and "ONNX op LSTM" in found[0] and "SPLIT" in found[0], found
+
+
+@pytest.mark.parametrize("attrs, why", [
+    ({"activations": ["Relu", "Tanh", "Tanh"]}, "activations"),
+    ({"clip": 1.0}, "clip"),
+    ({"input_forget": 1}, "input_forget"),
+])
+def test_lstm_refuses_what_it_cannot_unroll(tmp_path: Path, attrs: dict, why: str) -> None:
+    """An LSTM variant the unrolled cell does not compute is refused by node and reason."""
+    pytest.importorskip("tensorflow")
+    from tinymcu.errors import TinymcuError
+    from tinymcu.export.onnx_to_tf import build_tf
+    from tinymcu.export.to_onnx import check_onnx
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((1, 8, 3)).astype(np.float32), "w")
+    r = numpy_helper.from_array(rng.standard_normal((1, 8, 2)).astype(np.float32), "r")
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[2, 0, 1], name="tr"),
+             helper.make_node("LSTM", ["xt", "w", "r"], ["y"], hidden_size=2, name="cell",
+                              **attrs)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 1, 1, 2])],
+        initializer=[w, r])
+    path = tmp_path / "l.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    check = check_onnx(path)
+    with pytest.raises(TinymcuError, match=rf"ONNX LSTM node 'cell': {why}"):
+        build_tf(check.model, check.input_name, check.input_shape)
