@@ -112,6 +112,19 @@ class CUnit:
         mask = self.array(f"{tag}_mask", "uint8_t", np.packbits(nonzero, bitorder="little"))
         return self.array(f"{tag}_values", "int8_t", flat[nonzero]), mask
 
+    def sparse_rows(self, tag: str, rows: np.ndarray) -> tuple[str, str] | None:
+        """(entries, counts) names of a filter stored as per-row non-zero lists
+        (:func:`sparse_row_lists`), or None when that would take more flash than the
+        bitmask + values format (dense rows, short rows) or a row needs more entries than a
+        uint16 count holds: the caller then stores the bitmask."""
+        flat = np.asarray(rows).reshape(len(rows), -1)
+        entries, counts = sparse_row_lists(flat)
+        mask_bytes = (flat.size + 7) // 8 + int(np.count_nonzero(flat))
+        if counts.size == 0 or counts.max() > 0xFFFF or entries.size + 2 * counts.size > mask_bytes:
+            return None
+        return (self.array(f"{tag}_nz", "uint8_t", entries),
+                self.array(f"{tag}_nz_count", "uint16_t", counts))
+
     def op_params(self, op: Op, tag: str, ctype: str, fields: Callable[[], str]) -> str:
         """Define the op's ``static const ctype`` parameter struct once; return ``&name``."""
         key = (op.index, tag)
@@ -171,6 +184,34 @@ class CUnit:
 
     def out_box(self, step: Step, op: Op) -> Box:
         return self.box(step, op.outputs[0], step.out_region)
+
+
+#: the largest tap gap one sparse entry spans (its delta is a uint8)
+MAX_GAP = 255
+
+
+def sparse_row_lists(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A pruned (O, K) int8 filter as the sparse kernels walk it: per row, its non-zero
+    weights in tap order as (delta, value) byte pairs, delta the distance in taps from the
+    previous entry (from tap 0 for a row's first), and per row the number of entries. A gap
+    longer than :data:`MAX_GAP` takes extra entries of value 0 ``MAX_GAP`` taps on, which
+    add nothing, so the kernel's inner loop has no escape test. Rows are concatenated; an
+    all-zero row has no entries. Returns (uint8 entries, flattened pairs; uint16-range
+    counts as int64)."""
+    out: list[int] = []
+    counts = np.zeros(len(rows), np.int64)
+    for o, row in enumerate(np.asarray(rows)):
+        start = len(out)
+        prev = 0
+        for t in np.flatnonzero(row).tolist():
+            gap = t - prev
+            while gap > MAX_GAP:
+                out += [MAX_GAP, 0]
+                gap -= MAX_GAP
+            out += [gap, int(row[t]) & 0xFF]
+            prev = t
+        counts[o] = (len(out) - start) // 2
+    return np.asarray(out, np.uint8), counts
 
 
 def c_struct(**fields: object) -> str:

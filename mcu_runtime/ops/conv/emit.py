@@ -26,7 +26,10 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
     """The ``tm_conv_params`` initializer of a conv or depthwise op (its ConvParams plus the
     filter, bias, multiplier and shift arrays). ``gemm``: a dense CONV_2D run by
     ``tm_conv2d_gemm``, whose filter is the paired layout plus the folded bias instead;
-    ``kbias``: the folded bias next to the plain filter (the fused expand's dot products)."""
+    ``kbias``: the folded bias next to the plain filter (the fused expand's dot products).
+    A sparse CONV_2D (``unit.sparse``) takes per-row non-zero lists when they are no larger
+    than the bitmask (``CUnit.sparse_rows``); the fused expand and depthwise filters keep the
+    bitmask, which their kernels walk."""
     g = unit.graph
     p = conv_params(op, g)
     check_shift(p.shift, f"op {op.index} {op.kind}")
@@ -34,14 +37,24 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
     rows = np.asarray(g.tensors[op.inputs[1]].data)
     if op.kind == "DEPTHWISE_CONV_2D":  # sparse rows are channel-major: (C*M, KH*KW)
         rows = rows.reshape(-1, g.tensors[op.outputs[0]].shape[-1]).T
-    if gemm:  # the GEMM's paired layout; `filter` stays NULL
-        w, mask = "NULL", None
+    lists = None
+    if unit.sparse and op.kind == "CONV_2D" and not kbias:  # the fused expand keeps the mask
+        lists = unit.sparse_rows(tag, rows.reshape(rows.shape[0], -1))
+    extra: dict[str, str] = {}
+    if lists is not None:  # per-row non-zero lists; bias and input zero point in kbias
+        assert p.kernel_bias is not None
+        w, mask, b = "NULL", None, "NULL"
+        extra = {"nz": lists[0], "nz_count": lists[1],
+                 "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
     else:
-        w, mask = unit.filter_arrays(op.inputs[1], tag, rows)
-    b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        if gemm:  # the GEMM's paired layout; `filter` stays NULL
+            w, mask = "NULL", None
+        else:
+            w, mask = unit.filter_arrays(op.inputs[1], tag, rows)
+        b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        extra = mask_field(mask)
     m = unit.array(f"{tag}_mult", "int32_t", p.mult)
     s = unit.array(f"{tag}_shift", "int32_t", p.shift)
-    extra = mask_field(mask)
     if kbias and mask is None and p.kernel_bias is not None:
         extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
     if gemm:

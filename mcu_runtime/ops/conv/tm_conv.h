@@ -7,9 +7,12 @@
  * box are skipped, which equals padding with the input zero point. A patch step passes the
  * box it reads (a tile plus halo) and pads only at the real image border.
  *
- * Sparse weights (pruned models): when `mask` is set, the filter is stored as one bit per
+ * Sparse weights (pruned models) come in two formats. Per-row non-zero lists (`nz`, the
+ * CONV_2D and FULLY_CONNECTED format when it is no larger than the bitmask; see
+ * tm_sparse_dot2): the kernels touch only the non-zero weights, with the input zero point
+ * and the bias folded into `kbias` as in the dense GEMM. The bitmask (`mask`): one bit per
  * weight (bit i of the row-major filter at mask[i / 8] >> (i % 8)) plus only the non-zero
- * values, in order. Every kernel walks its filter rows in storage order, so the values are
+ * values, in order; every kernel walks its filter rows in storage order, so the values are
  * read with a running pointer and no index. Depthwise filters are stored channel-major
  * (C*M rows of KH*KW taps) for that reason; dense ones keep TFLite's 1HW(C*M) layout.
  */
@@ -36,6 +39,10 @@ typedef struct {
     /* 1: the generator proved every accumulator below 2^29 and every shift <= -1, so the
      * short requantization (tm_rq_out_fast) is exact */
     int32_t fast_rq;
+    /* sparse CONV_2D as per-row non-zero lists (tm_sparse_gemm2; `filter`, `bias` and `mask`
+     * are then NULL, `kbias` is set): the entries and each row's entry count */
+    const uint8_t *nz;
+    const uint16_t *nz_count;
 } tm_conv_params;
 
 static inline int8_t tm_conv_out(const tm_conv_params *p, int32_t acc, int32_t oc) {
@@ -320,6 +327,128 @@ static inline void tm_gemm2(const int8_t *col0, const int8_t *col1, const int8_t
     }
 }
 
+/* ---- sparse GEMM core (per-row non-zero lists) --------------------------------------------
+ * A pruned filter row is a list of entries, two bytes each: the distance in taps from the
+ * previous entry (from tap 0 for the row's first; uint8) and the int8 weight. A gap of more
+ * than 255 taps takes extra entries of weight 0 (they add nothing), so the inner loop is
+ * just x += delta; acc += *x * w, over the non-zero weights only
+ * (ops/conv/emit.py, codegen/emitters.py sparse_row_lists). Two columns share each entry:
+ * column 1 is `off` bytes after column 0 (both in the arena).
+ *
+ * With the DSP extension two entries are one word load: uxtab adds a delta to the column
+ * pointer, sxtb with rotation extracts a weight, so an entry costs 7 instructions for 2
+ * MACs; inline assembly so that GCC keeps every operand in a register at -Os. */
+TM_INLINE const uint8_t *tm_sparse_dot2(const uint8_t *nz, int32_t n, const int8_t *x,
+                                        int32_t off, int32_t *acc) {
+    int32_t s0 = acc[0], s1 = acc[1];
+#if TM_ASM
+    int32_t pairs = n >> 1;
+    if (pairs > 0) {
+        uint32_t e, w, a;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[e], [%[nz]], #4\n\t"
+            "uxtab %[x], %[x], %[e]\n\t"
+            "sxtb %[w], %[e], ror #8\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "ldrsb %[a], [%[x], %[off]]\n\t"
+            "mla %[s1], %[a], %[w], %[s1]\n\t"
+            "uxtab %[x], %[x], %[e], ror #16\n\t"
+            "asr %[w], %[e], #24\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "ldrsb %[a], [%[x], %[off]]\n\t"
+            "mla %[s1], %[a], %[w], %[s1]\n\t"
+            "subs %[pairs], %[pairs], #1\n\t"
+            "bne 1b\n\t"
+            : [nz] "+r"(nz), [x] "+r"(x), [pairs] "+r"(pairs), [s0] "+r"(s0), [s1] "+r"(s1),
+              [e] "=&r"(e), [w] "=&r"(w), [a] "=&r"(a)
+            : [off] "r"(off)
+            : "cc", "memory");
+    }
+    n &= 1;
+#endif
+    for (; n > 0; --n, nz += 2) {
+        const int32_t w = (int8_t)nz[1];
+        x += nz[0];
+        s0 += x[0] * w;
+        s1 += x[off] * w;
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    return nz;
+}
+
+/* One column (the last pixel of an odd count, FULLY_CONNECTED with one batch row). */
+TM_INLINE const uint8_t *tm_sparse_dot1(const uint8_t *nz, int32_t n, const int8_t *x,
+                                        int32_t *acc) {
+    int32_t s0 = *acc;
+#if TM_ASM
+    int32_t pairs = n >> 1;
+    if (pairs > 0) {
+        uint32_t e, w, a;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[e], [%[nz]], #4\n\t"
+            "uxtab %[x], %[x], %[e]\n\t"
+            "sxtb %[w], %[e], ror #8\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "uxtab %[x], %[x], %[e], ror #16\n\t"
+            "asr %[w], %[e], #24\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "subs %[pairs], %[pairs], #1\n\t"
+            "bne 1b\n\t"
+            : [nz] "+r"(nz), [x] "+r"(x), [pairs] "+r"(pairs), [s0] "+r"(s0), [e] "=&r"(e),
+              [w] "=&r"(w), [a] "=&r"(a)
+            :
+            : "cc", "memory");
+    }
+    n &= 1;
+#endif
+    for (; n > 0; --n, nz += 2) {
+        x += nz[0];
+        s0 += x[0] * (int8_t)nz[1];
+    }
+    *acc = s0;
+    return nz;
+}
+
+/* The sparse filter of a GEMM: entries and per-row entry counts. */
+typedef struct {
+    const uint8_t *nz;
+    const uint16_t *count;
+} tm_sparse_rows;
+
+/* Columns col0 and col1 (col1 NULL: one column) through all n sparse rows: row o's int8
+ * result goes to dst0[o] and dst1[o], requantized as the dense GEMM does (tm_gemm2). */
+static inline void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
+                                   const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                   int8_t *dst0, int8_t *dst1) {
+    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
+    const uint8_t *nz = w->nz;
+    const int32_t fast = q->fast;
+    const int32_t off = col1 ? (int32_t)(col1 - col0) : 0;
+    int32_t o, acc[2];
+    for (o = 0; o < n; ++o) {
+        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
+        int8_t y0, y1;
+        acc[0] = acc[1] = q->kbias[o];
+        if (col1) {
+            nz = tm_sparse_dot2(nz, w->count[o], col0, off, acc);
+            y1 = TM_GEMM_OUT(fast, r, cl, acc[1]);
+            y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
+            dst1[o] = y1;
+        } else {
+            nz = tm_sparse_dot1(nz, w->count[o], col0, acc);
+            y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
+        }
+        dst0[o] = y0;
+    }
+}
+
 /* n bytes from src to dst (a word at a time; the regions do not overlap). */
 TM_INLINE void tm_copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
     for (; n >= 4; n -= 4, dst += 4, src += 4) {
@@ -357,16 +486,17 @@ static inline void tm_im2col(const tm_conv_params *p, tm_box in, int32_t oy, int
     }
 }
 
-/* Dense CONV_2D as a GEMM over output pixel pairs (raster order across the box). A 1x1
- * window without padding (scratch NULL) reads its columns straight from the input pixels;
- * any other window gathers two columns into `scratch` (2 * KH * KW * C bytes, planned by
- * Conv2D.scratch_bytes). */
+/* CONV_2D as a GEMM over output pixel pairs (raster order across the box), dense (the
+ * paired filter) or sparse (non-zero lists). A 1x1 window without padding (scratch NULL)
+ * reads its columns straight from the input pixels; any other window gathers two columns
+ * into `scratch` (2 * KH * KW * C bytes, planned by Conv2D.scratch_bytes). */
 static inline void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
                                   int32_t pad_top, int32_t pad_left, int8_t *scratch) {
     const int32_t k = p->kh * p->kw * in.c;
     const int32_t n = out.h * out.w;
     const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
                          p->fast_rq};
+    const tm_sparse_rows sp = {p->nz, p->nz_count};
     int32_t i, oy = 0, ox = 0;
     for (i = 0; i < n; i += 2) {
         const int32_t last = i + 1 == n;
@@ -384,7 +514,11 @@ static inline void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out
             c0 = tm_at(in, oy * p->sh, ox * p->sw);
             c1 = last ? c0 : tm_at(in, oy1 * p->sh, ox1 * p->sw);
         }
-        tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
+        if (p->nz) {
+            tm_sparse_gemm2(c0, last ? NULL : c1, &sp, out.c, &q, d0, d1);
+        } else {
+            tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
+        }
         oy = ox1 + 1 == out.w ? oy1 + 1 : oy1;
         ox = ox1 + 1 == out.w ? 0 : ox1 + 1;
     }
@@ -422,13 +556,67 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
     }
 }
 
-/* CONV_2D: the GEMM when the generator emitted the paired filter (`scratch` is then the
- * im2col buffer of a window conv, NULL for a 1x1); else the direct loop below (sparse
- * filters, or a window conv planned without scratch, --optimize memory). */
+/* Sparse (non-zero lists) CONV_2D without columns: a window conv planned without the im2col
+ * buffer (--optimize memory), or a 1x1 that pads. Each entry's tap index is followed as
+ * (ky, kx, channel) while walking the row; a tap outside the input box reads the input zero
+ * point, which kbias cancels exactly as in the im2col columns. */
+static inline void tm_conv2d_sparse_direct(const tm_conv_params *p, tm_box in, tm_box out,
+                                           int32_t pad_top, int32_t pad_left) {
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
+    int32_t oy, ox, o, n;
+    for (oy = 0; oy < out.h; ++oy) {
+        for (ox = 0; ox < out.w; ++ox) {
+            const int32_t iy0 = oy * p->sh - pad_top, ix0 = ox * p->sw - pad_left;
+            const uint8_t *nz = p->nz;
+            int8_t *dst = tm_at(out, oy, ox);
+            for (o = 0; o < out.c; ++o) {
+                const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
+                int32_t acc = p->kbias[o], c = 0, kx = 0, ky = 0;
+                for (n = p->nz_count[o]; n > 0; --n, nz += 2) {
+                    int32_t iy, ix;
+                    c += nz[0];
+                    while (c >= in.c) {
+                        c -= in.c;
+                        if (++kx == p->kw) {
+                            kx = 0;
+                            ++ky;
+                        }
+                    }
+                    iy = iy0 + ky * p->dh;
+                    ix = ix0 + kx * p->dw;
+                    acc += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w
+                                ? (int32_t)tm_at(in, iy, ix)[c] : p->in_zp) * (int8_t)nz[1];
+                }
+                dst[o] = TM_GEMM_OUT(p->fast_rq, r, cl, acc);
+            }
+        }
+    }
+}
+
+/* True when a 1x1 conv's every output pixel reads one input pixel of the box (no padding
+ * reaches it): its GEMM columns are the input pixels themselves. */
+TM_INLINE int32_t tm_conv_pointwise(const tm_conv_params *p, tm_box in, tm_box out,
+                                    int32_t pad_top, int32_t pad_left) {
+    return p->kh == 1 && p->kw == 1 && pad_top == 0 && pad_left == 0 &&
+           (out.h - 1) * p->sh < in.h && (out.w - 1) * p->sw < in.w;
+}
+
+/* CONV_2D: the GEMM when the generator emitted the paired filter or non-zero lists
+ * (`scratch` is then the im2col buffer of a window conv, NULL for a 1x1); sparse lists
+ * without columns run tm_conv2d_sparse_direct; else the direct loops below (bitmask
+ * filters, or a dense window conv planned without scratch, --optimize memory). */
 static inline void tm_conv2d(const tm_conv_params *p, tm_box in, tm_box out, int32_t pad_top,
                              int32_t pad_left, int8_t *scratch) {
     int32_t oy, ox, oc, ky, kx, ic;
     const int32_t taps = p->kh * p->kw * in.c;
+    if (p->nz) {
+        if (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+            tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch);
+        } else {
+            tm_conv2d_sparse_direct(p, in, out, pad_top, pad_left);
+        }
+        return;
+    }
     if (p->mask) {
         tm_conv2d_sparse(p, in, out, pad_top, pad_left);
         return;

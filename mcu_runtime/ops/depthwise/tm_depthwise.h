@@ -254,6 +254,59 @@ static inline void tm_dw_channels(const tm_conv_params *p, tm_box in, int32_t ic
     }
 }
 
+/* Bitmask depthwise filters of at most this many taps per channel (up to 8x8 windows) run
+ * tm_depthwise_channel_sparse; larger ones decode the mask per output pixel. */
+#define TM_DW_SPARSE_TAPS 64
+
+/* Output channel `oc` of a sparse (bitmask) depthwise filter: the channel's mask is decoded
+ * once into a list of its non-zero taps (input offset in the box, window position, weight),
+ * so each output pixel touches only those; a window fully inside the box needs no bounds
+ * tests. Returns where channel oc + 1's values start. */
+static inline const int8_t *tm_depthwise_channel_sparse(const tm_conv_params *p, tm_box in,
+                                                        int32_t ic, tm_box out, int32_t oc,
+                                                        int32_t pad_top, int32_t pad_left,
+                                                        const int8_t *values) {
+    int32_t off[TM_DW_SPARSE_TAPS], ty[TM_DW_SPARSE_TAPS], tx[TM_DW_SPARSE_TAPS];
+    int32_t wt[TM_DW_SPARSE_TAPS];
+    int32_t n = 0, ky, kx, oy, ox, j, bit = oc * p->kh * p->kw;
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
+    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
+    const int32_t bias = p->bias ? p->bias[oc] : 0, zp = p->in_zp;
+    const int32_t reach_y = (p->kh - 1) * p->dh, reach_x = (p->kw - 1) * p->dw;
+    for (ky = 0; ky < p->kh; ++ky) {
+        for (kx = 0; kx < p->kw; ++kx, ++bit) {
+            if (tm_bit(p->mask, bit)) {
+                ty[n] = ky * p->dh;
+                tx[n] = kx * p->dw;
+                off[n] = ty[n] * in.row + tx[n] * in.pix + ic;
+                wt[n++] = *values++;
+            }
+        }
+    }
+    for (oy = 0; oy < out.h; ++oy) {
+        const int32_t iy0 = oy * p->sh - pad_top;
+        for (ox = 0; ox < out.w; ++ox) {
+            const int32_t ix0 = ox * p->sw - pad_left;
+            int32_t acc = 0;
+            if (iy0 >= 0 && ix0 >= 0 && iy0 + reach_y < in.h && ix0 + reach_x < in.w) {
+                const int8_t *src = tm_at(in, iy0, ix0);
+                for (j = 0; j < n; ++j) {
+                    acc += ((int32_t)src[off[j]] - zp) * wt[j];
+                }
+            } else {
+                for (j = 0; j < n; ++j) {
+                    const int32_t iy = iy0 + ty[j], ix = ix0 + tx[j];
+                    if (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w) {
+                        acc += ((int32_t)tm_at(in, iy, ix)[ic] - zp) * wt[j];
+                    }
+                }
+            }
+            tm_at(out, oy, ox)[oc] = tm_rq_out(r, cl, tm_wrap_add(acc, bias));
+        }
+    }
+    return values;
+}
+
 /* Output channel `oc` of a depthwise conv from channel `ic` of box `in`. Sparse filters:
  * `values` points at channel oc's first non-zero weight; returns where channel oc + 1's
  * start (callers walk the channels in order). */
@@ -264,6 +317,9 @@ static inline const int8_t *tm_depthwise_channel(const tm_conv_params *p, tm_box
     int32_t oy, ox, ky, kx;
     const int32_t oc_total = out.c;
     const int32_t taps = p->kh * p->kw;
+    if (p->mask && taps <= TM_DW_SPARSE_TAPS) {
+        return tm_depthwise_channel_sparse(p, in, ic, out, oc, pad_top, pad_left, values);
+    }
     if (p->mask) {
         for (oy = 0; oy < out.h; ++oy) {
             for (ox = 0; ox < out.w; ++ox) {

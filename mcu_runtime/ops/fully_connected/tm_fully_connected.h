@@ -1,5 +1,5 @@
 /* tinymcu runtime: FULLY_CONNECTED int8 (TFLite reference_integer_ops::FullyConnected),
- * dense or sparse weights. */
+ * dense or sparse weights (non-zero lists or bitmask, tm_conv.h). */
 #ifndef TM_FULLY_CONNECTED_H
 #define TM_FULLY_CONNECTED_H
 
@@ -18,17 +18,28 @@ typedef struct {
     const int8_t *wpairs;
     const int32_t *kbias;
     int32_t fast_rq; /* as tm_conv_params.fast_rq */
+    /* sparse, w_zp 0: per-row non-zero lists (tm_conv.h; `weights`, `bias` and `mask` are
+     * then NULL, `kbias` is set) */
+    const uint8_t *nz;
+    const uint16_t *nz_count;
 } tm_fc_params;
 
 static inline void tm_fully_connected(const tm_fc_params *p, const int8_t *in, int8_t *out) {
     int32_t b, o, i;
-    if (p->wpairs) { /* two batch rows per pass through the weights */
+    if (p->wpairs || p->nz) { /* two batch rows per pass through the weights */
         const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
                              p->fast_rq};
+        const tm_sparse_rows sp = {p->nz, p->nz_count};
         for (b = 0; b < p->batches; b += 2) {
             const int32_t two = b + 1 < p->batches;
-            tm_gemm2(in + b * p->in_n, two ? in + (b + 1) * p->in_n : NULL, p->wpairs, p->in_n,
-                     p->out_n, &q, out + b * p->out_n, two ? out + (b + 1) * p->out_n : NULL);
+            const int8_t *c1 = two ? in + (b + 1) * p->in_n : NULL;
+            int8_t *d1 = two ? out + (b + 1) * p->out_n : NULL;
+            if (p->nz) {
+                tm_sparse_gemm2(in + b * p->in_n, c1, &sp, p->out_n, &q, out + b * p->out_n, d1);
+            } else {
+                tm_gemm2(in + b * p->in_n, c1, p->wpairs, p->in_n, p->out_n, &q,
+                         out + b * p->out_n, d1);
+            }
         }
         return;
     }
