@@ -22,6 +22,7 @@ import numpy as np
 
 from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime import geometry, ops
+from tinymcu.mcu_runtime.codegen.sparse import plan_formats, sparse_row_lists
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.planner import Plan
 from tinymcu.mcu_runtime.schedule import Region, Step
@@ -53,8 +54,9 @@ class Box:
 class CUnit:
     """The C translation unit being built: constant arrays, parameter structs, step code.
 
-    ``sparse`` stores every conv, depthwise and fully-connected filter as a bitmask plus its
-    non-zero values (the format ``prune/budget.py`` counts flash in)."""
+    ``sparse`` stores every conv, depthwise and fully-connected filter in the format
+    ``codegen.sparse.plan_formats`` picks (dense, bitmask plus non-zero values, or per-row
+    non-zero lists), within the flash of the bitmask format ``prune/budget.py`` counts."""
 
     graph: Graph
     plan: Plan
@@ -66,6 +68,7 @@ class CUnit:
     boxes: dict[Box, int] = field(default_factory=dict)
     _names: set[str] = field(default_factory=set)
     _op_params: dict[tuple[int, str], str] = field(default_factory=dict)
+    _formats: dict[int, str] | None = None
 
     # -- constants --------------------------------------------------------------------------
 
@@ -112,16 +115,19 @@ class CUnit:
         mask = self.array(f"{tag}_mask", "uint8_t", np.packbits(nonzero, bitorder="little"))
         return self.array(f"{tag}_values", "int8_t", flat[nonzero]), mask
 
-    def sparse_rows(self, tag: str, rows: np.ndarray) -> tuple[str, str] | None:
+    def filter_format(self, op: Op) -> str:
+        """How ``op``'s filter is stored: "dense" unless the unit is sparse, else its
+        format in the plan (``codegen.sparse.plan_formats``)."""
+        if not self.sparse:
+            return "dense"
+        if self._formats is None:
+            self._formats = plan_formats(self.graph)
+        return self._formats.get(op.inputs[1], "dense")
+
+    def sparse_rows(self, tag: str, rows: np.ndarray) -> tuple[str, str]:
         """(entries, counts) names of a filter stored as per-row non-zero lists
-        (:func:`sparse_row_lists`), or None when that would take more flash than the
-        bitmask + values format (dense rows, short rows) or a row needs more entries than a
-        uint16 count holds: the caller then stores the bitmask."""
-        flat = np.asarray(rows).reshape(len(rows), -1)
-        entries, counts = sparse_row_lists(flat)
-        mask_bytes = (flat.size + 7) // 8 + int(np.count_nonzero(flat))
-        if counts.size == 0 or counts.max() > 0xFFFF or entries.size + 2 * counts.size > mask_bytes:
-            return None
+        (``codegen.sparse.sparse_row_lists``), one row per output channel."""
+        entries, counts = sparse_row_lists(np.asarray(rows).reshape(len(rows), -1))
         return (self.array(f"{tag}_nz", "uint8_t", entries),
                 self.array(f"{tag}_nz_count", "uint16_t", counts))
 
@@ -184,34 +190,6 @@ class CUnit:
 
     def out_box(self, step: Step, op: Op) -> Box:
         return self.box(step, op.outputs[0], step.out_region)
-
-
-#: the largest tap gap one sparse entry spans (its delta is a uint8)
-MAX_GAP = 255
-
-
-def sparse_row_lists(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A pruned (O, K) int8 filter as the sparse kernels walk it: per row, its non-zero
-    weights in tap order as (delta, value) byte pairs, delta the distance in taps from the
-    previous entry (from tap 0 for a row's first), and per row the number of entries. A gap
-    longer than :data:`MAX_GAP` takes extra entries of value 0 ``MAX_GAP`` taps on, which
-    add nothing, so the kernel's inner loop has no escape test. Rows are concatenated; an
-    all-zero row has no entries. Returns (uint8 entries, flattened pairs; uint16-range
-    counts as int64)."""
-    out: list[int] = []
-    counts = np.zeros(len(rows), np.int64)
-    for o, row in enumerate(np.asarray(rows)):
-        start = len(out)
-        prev = 0
-        for t in np.flatnonzero(row).tolist():
-            gap = t - prev
-            while gap > MAX_GAP:
-                out += [MAX_GAP, 0]
-                gap -= MAX_GAP
-            out += [gap, int(row[t]) & 0xFF]
-            prev = t
-        counts[o] = (len(out) - start) // 2
-    return np.asarray(out, np.uint8), counts
 
 
 def c_struct(**fields: object) -> str:

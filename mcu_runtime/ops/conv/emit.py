@@ -16,6 +16,7 @@ from tinymcu.mcu_runtime.codegen.emitters import (
     require_maps,
     window_pad,
 )
+from tinymcu.mcu_runtime.codegen.sparse import filter_rows
 from tinymcu.mcu_runtime.ir import Op
 from tinymcu.mcu_runtime.ops.conv import conv_params, runs_as_gemm
 from tinymcu.mcu_runtime.schedule import Step
@@ -24,44 +25,40 @@ from tinymcu.mcu_runtime.schedule import Step
 def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
                 kbias: bool = False) -> str:
     """The ``tm_conv_params`` initializer of a conv or depthwise op (its ConvParams plus the
-    filter, bias, multiplier and shift arrays). ``gemm``: a dense CONV_2D run by
-    ``tm_conv2d_gemm``, whose filter is the paired layout plus the folded bias instead;
-    ``kbias``: the folded bias next to the plain filter (the fused expand's dot products).
-    A sparse CONV_2D (``unit.sparse``) takes per-row non-zero lists when they are no larger
-    than the bitmask (``CUnit.sparse_rows``); the fused expand and depthwise filters keep the
-    bitmask, which their kernels walk."""
+    filter, bias, multiplier and shift arrays). ``gemm``: a CONV_2D run by
+    ``tm_conv2d_gemm`` when its filter is dense, whose filter is then the paired layout plus
+    the folded bias instead of the bias; ``kbias``: the folded bias next to the plain
+    filter (the fused expand's dot products). A sparse unit stores the filter in the format
+    ``CUnit.filter_format`` gives: dense, the bitmask, or per-row non-zero lists (CONV_2D;
+    with the folded bias, run by the same GEMM)."""
     g = unit.graph
     p = conv_params(op, g)
     check_shift(p.shift, f"op {op.index} {op.kind}")
     check_mult(p.mult, f"op {op.index} {op.kind}")
-    rows = np.asarray(g.tensors[op.inputs[1]].data)
-    if op.kind == "DEPTHWISE_CONV_2D":  # sparse rows are channel-major: (C*M, KH*KW)
-        rows = rows.reshape(-1, g.tensors[op.outputs[0]].shape[-1]).T
-    lists = None
-    if unit.sparse and op.kind == "CONV_2D" and not kbias:  # the fused expand keeps the mask
-        lists = unit.sparse_rows(tag, rows.reshape(rows.shape[0], -1))
+    fmt = unit.filter_format(op)
+    rows = filter_rows(op, g)
     extra: dict[str, str] = {}
-    if lists is not None:  # per-row non-zero lists; bias and input zero point in kbias
+    w, b = "NULL", "NULL"
+    if fmt == "lists":  # `filter` and `bias` stay NULL
         assert p.kernel_bias is not None
-        w, mask, b = "NULL", None, "NULL"
-        extra = {"nz": lists[0], "nz_count": lists[1],
+        nz, counts = unit.sparse_rows(tag, rows)
+        extra = {"nz": nz, "nz_count": counts,
+                 "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
+    elif fmt == "dense" and gemm:  # the GEMM's paired layout; `filter` and `bias` NULL
+        assert p.kernel_bias is not None
+        extra = {"wpairs": unit.array(f"{tag}_wpairs", "int8_t", pair_rows(rows)),
                  "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
     else:
-        if gemm:  # the GEMM's paired layout; `filter` stays NULL
-            w, mask = "NULL", None
-        else:
+        if fmt == "mask":
             w, mask = unit.filter_arrays(op.inputs[1], tag, rows)
+            extra = mask_field(mask)
+        else:
+            w = unit.tensor_array(op.inputs[1], f"{tag}_filter")
+            if kbias and p.kernel_bias is not None:
+                extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
         b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
-        extra = mask_field(mask)
     m = unit.array(f"{tag}_mult", "int32_t", p.mult)
     s = unit.array(f"{tag}_shift", "int32_t", p.shift)
-    if kbias and mask is None and p.kernel_bias is not None:
-        extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
-    if gemm:
-        assert p.kernel_bias is not None
-        extra["wpairs"] = unit.array(f"{tag}_wpairs", "int8_t", pair_rows(
-            rows.reshape(rows.shape[0], -1)))
-        extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
     bias = g.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     if requant_bounded(np.asarray(g.tensors[op.inputs[1]].data).reshape(-1, p.mult.size)
                        if op.kind == "DEPTHWISE_CONV_2D" else
@@ -144,6 +141,6 @@ def emit_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     pad = window_pad(op, unit.graph, step, src, dst)
     p = unit.op_params(op, "conv", "tm_conv_params",
                        lambda: conv_fields(unit, op, f"op{op.index}",
-                                           not unit.sparse and runs_as_gemm(op, unit.graph)))
+                                           runs_as_gemm(op, unit.graph)))
     scratch = unit.scratch(i) or "NULL"  # the im2col buffer, when planned
     return [f"tm_conv2d({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch});"]

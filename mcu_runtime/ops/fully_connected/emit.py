@@ -27,29 +27,24 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
         tag = f"op{op.index}"
         extra: dict[str, str] = {}
         wts = np.asarray(g.tensors[op.inputs[1]].data)
-        lists = unit.sparse_rows(tag, wts) if unit.sparse and p.kernel_bias is not None \
-            else None
+        fmt = unit.filter_format(op)
         bias = g.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 \
             else None
-        if lists is not None:  # sparse GEMM (tm_conv.h); bias and zero point in kbias
+        w, mask, b = "NULL", None, "NULL"
+        if fmt == "lists":  # the sparse GEMM (tm_conv.h); bias and zero point in kbias
             assert p.kernel_bias is not None
-            w, mask = "NULL", None
-            extra = {"nz": lists[0], "nz_count": lists[1],
+            nz, counts = unit.sparse_rows(tag, wts)
+            extra = {"nz": nz, "nz_count": counts,
                      "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
-            if requant_bounded(wts.T, bias, p.shift):
-                extra["fast_rq"] = "1"
-        elif p.kernel_bias is not None and not unit.sparse:  # the GEMM (tm_conv.h)
-            w, mask = "NULL", None
+        elif fmt == "dense" and p.kernel_bias is not None:  # the GEMM (tm_conv.h)
             extra = {"wpairs": unit.array(f"{tag}_wpairs", "int8_t", pair_rows(wts)),
                      "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
-            if requant_bounded(wts.T, bias, p.shift):
-                extra["fast_rq"] = "1"
-        elif p.w_zp == 0:  # a zero weight then contributes nothing and may be left out
-            w, mask = unit.filter_arrays(op.inputs[1], tag, wts)
-        else:
-            w, mask = unit.tensor_array(op.inputs[1], f"{tag}_weights"), None
-        b = "NULL" if lists is not None else unit.tensor_array(
-            op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        else:  # the bitmask (weights zero point 0), or dense weights with a zero point
+            w, mask = unit.filter_arrays(op.inputs[1], tag, wts) if fmt == "mask" else (
+                unit.tensor_array(op.inputs[1], f"{tag}_weights"), None)
+            b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        if "kbias" in extra and requant_bounded(wts.T, bias, p.shift):
+            extra["fast_rq"] = "1"
         m = unit.array(f"{tag}_mult", "int32_t", p.mult)
         s = unit.array(f"{tag}_shift", "int32_t", p.shift)
         return c_struct(weights=w, bias=b, mult=m, shift=s, in_n=p.depth, out_n=p.units,
