@@ -22,7 +22,7 @@ import numpy as np
 
 from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime import geometry, ops
-from tinymcu.mcu_runtime.codegen.sparse import plan_formats, sparse_row_lists
+from tinymcu.mcu_runtime.codegen.sparse import count_type, plan_formats, sparse_row_lists
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.planner import Plan
 from tinymcu.mcu_runtime.schedule import Region, Step
@@ -124,12 +124,15 @@ class CUnit:
             self._formats = plan_formats(self.graph)
         return self._formats.get(op.inputs[1], "dense")
 
-    def sparse_rows(self, tag: str, rows: np.ndarray) -> tuple[str, str]:
-        """(entries, counts) names of a filter stored as per-row non-zero lists
-        (``codegen.sparse.sparse_row_lists``), one row per output channel."""
+    def sparse_rows(self, tag: str, rows: np.ndarray) -> dict[str, str]:
+        """The parameter fields of a filter stored as per-row non-zero lists
+        (``codegen.sparse.sparse_row_lists``), one row per output channel: ``nz`` and the
+        counts, as ``nz_count8`` (uint8) or ``nz_count`` (uint16, a row over 255 entries)."""
         entries, counts = sparse_row_lists(np.asarray(rows).reshape(len(rows), -1))
-        return (self.array(f"{tag}_nz", "uint8_t", entries),
-                self.array(f"{tag}_nz_count", "uint16_t", counts))
+        ctype, _ = count_type(counts)
+        field = "nz_count8" if ctype == "uint8_t" else "nz_count"
+        return {"nz": self.array(f"{tag}_nz", "uint8_t", entries),
+                field: self.array(f"{tag}_nz_count", ctype, counts)}
 
     def op_params(self, op: Op, tag: str, ctype: str, fields: Callable[[], str]) -> str:
         """Define the op's ``static const ctype`` parameter struct once; return ``&name``."""

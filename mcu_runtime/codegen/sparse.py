@@ -1,18 +1,21 @@
 """Which flash format each filter of a ``--sparse`` model takes.
 
-A pruned model's filters can be stored three ways: dense (the fast GEMM and depthwise
-kernels), as the bitmask plus non-zero values (one bit per weight: the format
-``check.sparse_weight_bytes`` and the pruner's flash budget count), or — CONV_2D and
-FULLY_CONNECTED — as per-row non-zero lists (:func:`sparse_row_lists`, two bytes per
-non-zero, which the sparse GEMM walks touching only the non-zero weights). Lists are the
-smallest and by far the fastest for very sparse rows, the bitmask is the smallest for
-moderately pruned ones, dense the fastest for barely pruned ones.
+A pruned model's filters are stored as the bitmask plus non-zero values (one bit per
+weight: the format ``check.sparse_weight_bytes`` and the pruner's flash budget count) or —
+CONV_2D and FULLY_CONNECTED — as per-row non-zero lists (:func:`sparse_row_lists`, two
+bytes per non-zero and a one- or two-byte count per row, which the sparse GEMM walks
+touching only the non-zero weights). Lists are the smaller format for very sparse rows and the faster one at any density (the bitmask
+walk of a conv tests every weight); the bitmask is the smaller one for moderately pruned
+rows.
 
-:func:`plan_formats` first takes the smallest format of every filter, so the model's
-weights never take more flash than the bitmask format would (the budget the pruner
-planned with), and then spends the bytes that saved on faster formats where they buy the
-most instructions per byte: a filter whose bitmask walk costs a run per weight becomes
-dense or lists while the total stays within that budget.
+:func:`plan_formats` first takes the smaller format of every filter, so the model's weights
+never take more flash than the bitmask format would (the budget the pruner planned with),
+and then spends the bytes that saved on lists where they buy the most instructions per
+byte, while the total stays within that budget. Dense layouts are not candidates: their
+kernels (the paired GEMM, the SIMD depthwise) are several kB of code that a sparse model's
+flash would pay on top, which on a small pruned model outweighs every weight byte saved.
+A FULLY_CONNECTED whose weights have a non-zero zero point stays dense (a stored zero is
+not a zero weight).
 """
 
 from __future__ import annotations
@@ -29,12 +32,10 @@ MAX_GAP = 255
 #: the kinds whose filters the formats apply to; EXPAND_DEPTHWISE's two parts included
 FILTERED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
-#: rough Cortex-M4 instructions per stored weight and output pixel of each kernel: the
-#: dense GEMM and depthwise SIMD loops, the bitmask walks (a test per weight for conv and
-#: fully connected; a depthwise channel's mask is decoded once, then per non-zero tap), and
-#: the lists' 3.5 per entry and column. Only their order matters to the choice.
-COST_DENSE = {"CONV_2D": 1.4, "FULLY_CONNECTED": 1.4, "DEPTHWISE_CONV_2D": 1.0}
-COST_MASK_PER_WEIGHT = {"CONV_2D": 10.0, "FULLY_CONNECTED": 10.0, "DEPTHWISE_CONV_2D": 0.5}
+#: rough Cortex-M4 instructions per stored weight and output pixel: the bitmask walks (a
+#: test per weight for conv and fully connected, plus the non-zero's multiply-accumulate)
+#: and the lists' 3.5 per entry and column; they only rank the upgrades
+COST_MASK_PER_WEIGHT = 10.0
 COST_MASK_PER_NONZERO = 5.0
 COST_LIST_PER_ENTRY = 3.5
 
@@ -62,6 +63,12 @@ def sparse_row_lists(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(out, np.uint8), counts
 
 
+def count_type(counts: np.ndarray) -> tuple[str, int]:
+    """(C type, bytes) of a filter's per-row entry counts: uint8 when every row has at
+    most 255 entries, else uint16."""
+    return ("uint8_t", 1) if not counts.size or counts.max() <= 0xFF else ("uint16_t", 2)
+
+
 @dataclass(frozen=True)
 class _Option:
     fmt: str
@@ -82,25 +89,21 @@ def filter_rows(op: Op, graph: Graph) -> np.ndarray:
 def _options(op: Op, graph: Graph, fused: bool) -> list[_Option]:
     rows = filter_rows(op, graph)
     n, nnz = rows.size, int(np.count_nonzero(rows))
-    macs = ops.get(op.kind).macs(op, graph) / max(n, 1)  # output pixels per weight
-    kind = op.kind
-    options = [_Option("dense", n, COST_DENSE[kind] * n * macs),
-               _Option("mask", (n + 7) // 8 + nnz,
-                       (COST_MASK_PER_WEIGHT[kind] * n + COST_MASK_PER_NONZERO * nnz) * macs)]
-    if kind == "FULLY_CONNECTED":  # a stored zero is a zero weight only with zero point 0
+    if op.kind == "FULLY_CONNECTED":  # a stored zero is a zero weight only with zero point 0
         q = graph.tensors[op.inputs[1]].quant
         if q is not None and np.asarray(q.zero_point).any():
-            return options[:1]
-    if kind != "DEPTHWISE_CONV_2D" and not fused:  # lists need the sparse GEMM
+            return [_Option("dense", n, 0.0)]
+    pixels = ops.get(op.kind).macs(op, graph) / max(n, 1)  # output pixels per weight
+    options = [_Option("mask", (n + 7) // 8 + nnz,
+                       (COST_MASK_PER_WEIGHT * n + COST_MASK_PER_NONZERO * nnz) * pixels)]
+    if op.kind != "DEPTHWISE_CONV_2D" and not fused:  # lists need the sparse GEMM
         entries, counts = sparse_row_lists(rows)
-        if counts.size and counts.max() <= 0xFFFF:
-            options.append(_Option("lists", entries.size + 2 * counts.size,
-                                   COST_LIST_PER_ENTRY * entries.size / 2 * macs))
-    if kind != "DEPTHWISE_CONV_2D" and not fused:  # dense GEMM and lists: kbias, no bias
         has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
-        kbias = 0 if has_bias else 4 * len(rows)
-        options = [o if o.fmt == "mask" else _Option(o.fmt, o.nbytes + kbias, o.cost)
-                   for o in options]
+        kbias = 0 if has_bias else 4 * len(rows)  # lists carry kbias instead of the bias
+        if counts.size and counts.max() <= 0xFFFF:
+            count_bytes = count_type(counts)[1] * counts.size
+            options.append(_Option("lists", entries.size + count_bytes + kbias,
+                                   COST_LIST_PER_ENTRY * entries.size / 2 * pixels))
     return options
 
 
@@ -117,12 +120,12 @@ def _filtered_ops(graph: Graph) -> list[tuple[Op, bool]]:
 
 
 def plan_formats(graph: Graph) -> dict[int, str]:
-    """Filter tensor index → "dense", "mask" or "lists" for every int8 filter of a sparse
-    model (module docstring): the smallest format each, then upgrades in order of estimated
-    instructions saved per extra byte while the total stays within the bitmask format's."""
+    """Filter tensor index → "mask", "lists" or (weights with a zero point) "dense" for
+    every int8 filter of a sparse model (module docstring): the smaller format each, then
+    upgrades to lists in order of estimated instructions saved per extra byte while the
+    total stays within the bitmask format's."""
     options = {op.inputs[1]: _options(op, graph, fused) for op, fused in _filtered_ops(graph)}
-    budget = sum(next(o.nbytes for o in opts if o.fmt == "mask") if any(
-        o.fmt == "mask" for o in opts) else opts[0].nbytes for opts in options.values())
+    budget = sum(opts[0].nbytes for opts in options.values())
     chosen = {t: min(opts, key=lambda o: (o.nbytes, o.cost)) for t, opts in options.items()}
     used = sum(o.nbytes for o in chosen.values())
     while True:

@@ -41,8 +41,7 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
     w, b = "NULL", "NULL"
     if fmt == "lists":  # `filter` and `bias` stay NULL
         assert p.kernel_bias is not None
-        nz, counts = unit.sparse_rows(tag, rows)
-        extra = {"nz": nz, "nz_count": counts,
+        extra = {**unit.sparse_rows(tag, rows),
                  "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
     elif fmt == "dense" and gemm:  # the GEMM's paired layout; `filter` and `bias` NULL
         assert p.kernel_bias is not None

@@ -42,7 +42,8 @@ typedef struct {
     /* sparse CONV_2D as per-row non-zero lists (tm_sparse_gemm2; `filter`, `bias` and `mask`
      * are then NULL, `kbias` is set): the entries and each row's entry count */
     const uint8_t *nz;
-    const uint16_t *nz_count;
+    const uint16_t *nz_count; /* NULL when every row has at most 255 entries: */
+    const uint8_t *nz_count8;
 } tm_conv_params;
 
 static inline int8_t tm_conv_out(const tm_conv_params *p, int32_t acc, int32_t oc) {
@@ -416,36 +417,122 @@ TM_INLINE const uint8_t *tm_sparse_dot1(const uint8_t *nz, int32_t n, const int8
     return nz;
 }
 
-/* The sparse filter of a GEMM: entries and per-row entry counts. */
+/* The sparse filter of a GEMM: entries and per-row entry counts (count8 when every row has
+ * at most 255 entries, else count). */
 typedef struct {
     const uint8_t *nz;
     const uint16_t *count;
+    const uint8_t *count8;
 } tm_sparse_rows;
 
-/* Columns col0 and col1 (col1 NULL: one column) through all n sparse rows: row o's int8
- * result goes to dst0[o] and dst1[o], requantized as the dense GEMM does (tm_gemm2). */
-static inline void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
-                                   const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                   int8_t *dst0, int8_t *dst1) {
+TM_INLINE int32_t tm_sparse_count(const tm_sparse_rows *w, int32_t o) {
+    return w->count8 ? w->count8[o] : w->count[o];
+}
+
+/* Four columns (column j at col0 + off[j], off[0] = 0): the 1x1 conv's pixels, one entry
+ * costs 13 instructions for 4 MACs with the DSP extension. */
+TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8_t *x,
+                                        const int32_t *off, int32_t *acc) {
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    const int32_t o1 = off[1], o2 = off[2], o3 = off[3];
+#if TM_ASM
+    if (n > 0) {
+        uint32_t e, w, a;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldrh %[e], [%[nz]], #2\n\t"
+            "uxtab %[x], %[x], %[e]\n\t"
+            "sxtb %[w], %[e], ror #8\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "ldrsb %[a], [%[x], %[o1]]\n\t"
+            "mla %[s1], %[a], %[w], %[s1]\n\t"
+            "ldrsb %[a], [%[x], %[o2]]\n\t"
+            "mla %[s2], %[a], %[w], %[s2]\n\t"
+            "ldrsb %[a], [%[x], %[o3]]\n\t"
+            "mla %[s3], %[a], %[w], %[s3]\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b\n\t"
+            : [nz] "+r"(nz), [x] "+r"(x), [n] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1),
+              [s2] "+r"(s2), [s3] "+r"(s3), [e] "=&r"(e), [w] "=&r"(w), [a] "=&r"(a)
+            : [o1] "r"(o1), [o2] "r"(o2), [o3] "r"(o3)
+            : "cc", "memory");
+    }
+#else
+    for (; n > 0; --n, nz += 2) {
+        const int32_t w = (int8_t)nz[1];
+        x += nz[0];
+        s0 += x[0] * w;
+        s1 += x[o1] * w;
+        s2 += x[o2] * w;
+        s3 += x[o3] * w;
+    }
+#endif
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+    return nz;
+}
+
+/* m columns (1, 2 or 4; column j at col0 + off[j], off[0] = 0, all in the arena) through
+ * all n sparse rows: row o's int8 result for column j goes to dst[j][o], requantized as the
+ * dense GEMM does (tm_gemm2). The outputs never overlap the columns (CONV_2D and
+ * FULLY_CONNECTED are never in place). */
+static inline void tm_sparse_gemm(const int8_t *col0, const int32_t *off, int32_t m,
+                                  const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                  int8_t *const *dst) {
     const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
     const uint8_t *nz = w->nz;
     const int32_t fast = q->fast;
-    const int32_t off = col1 ? (int32_t)(col1 - col0) : 0;
-    int32_t o, acc[2];
+    int32_t o, j, acc[4];
     for (o = 0; o < n; ++o) {
         const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
-        int8_t y0, y1;
-        acc[0] = acc[1] = q->kbias[o];
-        if (col1) {
-            nz = tm_sparse_dot2(nz, w->count[o], col0, off, acc);
-            y1 = TM_GEMM_OUT(fast, r, cl, acc[1]);
-            y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
-            dst1[o] = y1;
+        const int32_t count = tm_sparse_count(w, o);
+        acc[0] = acc[1] = acc[2] = acc[3] = q->kbias[o];
+        if (m == 4) {
+            nz = tm_sparse_dot4(nz, count, col0, off, acc);
+        } else if (m == 2) {
+            nz = tm_sparse_dot2(nz, count, col0, off[1], acc);
         } else {
-            nz = tm_sparse_dot1(nz, w->count[o], col0, acc);
-            y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
+            nz = tm_sparse_dot1(nz, count, col0, acc);
         }
-        dst0[o] = y0;
+        for (j = 0; j < m; ++j) {
+            dst[j][o] = TM_GEMM_OUT(fast, r, cl, acc[j]);
+        }
+    }
+}
+
+/* Columns col0 and col1 (col1 NULL: one column) through the sparse rows (tm_sparse_gemm). */
+TM_INLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1, const tm_sparse_rows *w,
+                               int32_t n, const tm_gemm_q *q, int8_t *dst0, int8_t *dst1) {
+    const int32_t off[2] = {0, col1 ? (int32_t)(col1 - col0) : 0};
+    int8_t *const dst[2] = {dst0, dst1};
+    tm_sparse_gemm(col0, off, col1 ? 2 : 1, w, n, q, dst);
+}
+
+/* A sparse 1x1 CONV_2D that never pads (tm_conv_pointwise): its columns are the input
+ * pixels, four output pixels (raster order across the box) per pass through the rows. */
+static inline void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in,
+                                              tm_box out) {
+    const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
+                         p->fast_rq};
+    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
+    const int32_t total = out.h * out.w;
+    int32_t i, j, m, oy = 0, ox = 0, off[4];
+    int8_t *dst[4];
+    for (i = 0; i < total; i += m) {
+        const int8_t *c0 = tm_at(in, oy * p->sh, ox * p->sw);
+        m = total - i >= 4 ? 4 : (total - i >= 2 ? 2 : 1);
+        for (j = 0; j < m; ++j) {
+            off[j] = (int32_t)(tm_at(in, oy * p->sh, ox * p->sw) - c0);
+            dst[j] = tm_at(out, oy, ox);
+            if (++ox == out.w) {
+                ox = 0;
+                ++oy;
+            }
+        }
+        tm_sparse_gemm(c0, off, m, &sp, out.c, &q, dst);
     }
 }
 
@@ -496,7 +583,7 @@ static inline void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out
     const int32_t n = out.h * out.w;
     const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
                          p->fast_rq};
-    const tm_sparse_rows sp = {p->nz, p->nz_count};
+    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
     int32_t i, oy = 0, ox = 0;
     for (i = 0; i < n; i += 2) {
         const int32_t last = i + 1 == n;
@@ -563,6 +650,7 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
 static inline void tm_conv2d_sparse_direct(const tm_conv_params *p, tm_box in, tm_box out,
                                            int32_t pad_top, int32_t pad_left) {
     const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
+    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
     int32_t oy, ox, o, n;
     for (oy = 0; oy < out.h; ++oy) {
         for (ox = 0; ox < out.w; ++ox) {
@@ -572,7 +660,7 @@ static inline void tm_conv2d_sparse_direct(const tm_conv_params *p, tm_box in, t
             for (o = 0; o < out.c; ++o) {
                 const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
                 int32_t acc = p->kbias[o], c = 0, kx = 0, ky = 0;
-                for (n = p->nz_count[o]; n > 0; --n, nz += 2) {
+                for (n = tm_sparse_count(&sp, o); n > 0; --n, nz += 2) {
                     int32_t iy, ix;
                     c += nz[0];
                     while (c >= in.c) {
@@ -610,8 +698,10 @@ static inline void tm_conv2d(const tm_conv_params *p, tm_box in, tm_box out, int
     int32_t oy, ox, oc, ky, kx, ic;
     const int32_t taps = p->kh * p->kw * in.c;
     if (p->nz) {
-        if (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+        if (scratch) {
             tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch);
+        } else if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+            tm_conv2d_sparse_pointwise(p, in, out);
         } else {
             tm_conv2d_sparse_direct(p, in, out, pad_top, pad_left);
         }

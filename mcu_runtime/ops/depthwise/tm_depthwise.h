@@ -283,12 +283,24 @@ static inline const int8_t *tm_depthwise_channel_sparse(const tm_conv_params *p,
             }
         }
     }
+    if (n == 0) { /* a pruned-away channel: every output is its requantized bias */
+        const int8_t y = TM_GEMM_OUT(p->fast_rq, r, cl, bias);
+        for (oy = 0; oy < out.h; ++oy) {
+            int8_t *d = tm_at(out, oy, 0) + oc;
+            for (ox = 0; ox < out.w; ++ox, d += out.pix) {
+                *d = y;
+            }
+        }
+        return values;
+    }
     for (oy = 0; oy < out.h; ++oy) {
         const int32_t iy0 = oy * p->sh - pad_top;
-        for (ox = 0; ox < out.w; ++ox) {
+        const int32_t rows_inside = iy0 >= 0 && iy0 + reach_y < in.h;
+        int8_t *d = tm_at(out, oy, 0) + oc;
+        for (ox = 0; ox < out.w; ++ox, d += out.pix) {
             const int32_t ix0 = ox * p->sw - pad_left;
-            int32_t acc = 0;
-            if (iy0 >= 0 && ix0 >= 0 && iy0 + reach_y < in.h && ix0 + reach_x < in.w) {
+            int32_t acc = bias;
+            if (rows_inside && ix0 >= 0 && ix0 + reach_x < in.w) {
                 const int8_t *src = tm_at(in, iy0, ix0);
                 for (j = 0; j < n; ++j) {
                     acc += ((int32_t)src[off[j]] - zp) * wt[j];
@@ -301,7 +313,7 @@ static inline const int8_t *tm_depthwise_channel_sparse(const tm_conv_params *p,
                     }
                 }
             }
-            tm_at(out, oy, ox)[oc] = tm_rq_out(r, cl, tm_wrap_add(acc, bias));
+            *d = TM_GEMM_OUT(p->fast_rq, r, cl, acc);
         }
     }
     return values;

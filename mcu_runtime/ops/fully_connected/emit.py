@@ -33,8 +33,7 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
         w, mask, b = "NULL", None, "NULL"
         if fmt == "lists":  # the sparse GEMM (tm_conv.h); bias and zero point in kbias
             assert p.kernel_bias is not None
-            nz, counts = unit.sparse_rows(tag, wts)
-            extra = {"nz": nz, "nz_count": counts,
+            extra = {**unit.sparse_rows(tag, wts),
                      "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
         elif fmt == "dense" and p.kernel_bias is not None:  # the GEMM (tm_conv.h)
             extra = {"wpairs": unit.array(f"{tag}_wpairs", "int8_t", pair_rows(wts)),

@@ -22,6 +22,7 @@ typedef struct {
      * then NULL, `kbias` is set) */
     const uint8_t *nz;
     const uint16_t *nz_count;
+    const uint8_t *nz_count8;
 } tm_fc_params;
 
 static inline void tm_fully_connected(const tm_fc_params *p, const int8_t *in, int8_t *out) {
@@ -29,7 +30,7 @@ static inline void tm_fully_connected(const tm_fc_params *p, const int8_t *in, i
     if (p->wpairs || p->nz) { /* two batch rows per pass through the weights */
         const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
                              p->fast_rq};
-        const tm_sparse_rows sp = {p->nz, p->nz_count};
+        const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
         for (b = 0; b < p->batches; b += 2) {
             const int32_t two = b + 1 < p->batches;
             const int8_t *c1 = two ? in + (b + 1) * p->in_n : NULL;
