@@ -142,4 +142,5 @@ def emit_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
                        lambda: conv_fields(unit, op, f"op{op.index}",
                                            runs_as_gemm(op, unit.graph)))
     scratch = unit.scratch(i) or "NULL"  # the im2col buffer, when planned
-    return [f"tm_conv2d({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch});"]
+    kernel = "tm_conv2d_lists" if unit.filter_format(op) == "lists" else "tm_conv2d"
+    return [f"{kernel}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch});"]

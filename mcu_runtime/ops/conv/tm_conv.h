@@ -39,7 +39,7 @@ typedef struct {
     /* 1: the generator proved every accumulator below 2^29 and every shift <= -1, so the
      * short requantization (tm_rq_out_fast) is exact */
     int32_t fast_rq;
-    /* sparse CONV_2D as per-row non-zero lists (tm_sparse_gemm2; `filter`, `bias` and `mask`
+    /* sparse CONV_2D as per-row non-zero lists (tm_conv2d_lists; `filter`, `bias` and `mask`
      * are then NULL, `kbias` is set): the entries and each row's entry count */
     const uint8_t *nz;
     const uint16_t *nz_count; /* NULL when every row has at most 255 entries: */
@@ -574,11 +574,13 @@ static inline void tm_im2col(const tm_conv_params *p, tm_box in, int32_t oy, int
 }
 
 /* CONV_2D as a GEMM over output pixel pairs (raster order across the box), dense (the
- * paired filter) or sparse (non-zero lists). A 1x1 window without padding (scratch NULL)
- * reads its columns straight from the input pixels; any other window gathers two columns
- * into `scratch` (2 * KH * KW * C bytes, planned by Conv2D.scratch_bytes). */
-static inline void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
-                                  int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+ * paired filter) or, with `lists` (a constant at every call, so only one GEMM is compiled
+ * in), sparse (non-zero lists). A 1x1 window without padding (scratch NULL) reads its
+ * columns straight from the input pixels; any other window gathers two columns into
+ * `scratch` (2 * KH * KW * C bytes, planned by Conv2D.scratch_bytes). */
+TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
+                                 int32_t pad_top, int32_t pad_left, int8_t *scratch,
+                                 int32_t lists) {
     const int32_t k = p->kh * p->kw * in.c;
     const int32_t n = out.h * out.w;
     const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
@@ -601,7 +603,7 @@ static inline void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out
             c0 = tm_at(in, oy * p->sh, ox * p->sw);
             c1 = last ? c0 : tm_at(in, oy1 * p->sh, ox1 * p->sw);
         }
-        if (p->nz) {
+        if (lists) {
             tm_sparse_gemm2(c0, last ? NULL : c1, &sp, out.c, &q, d0, d1);
         } else {
             tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
@@ -689,30 +691,34 @@ TM_INLINE int32_t tm_conv_pointwise(const tm_conv_params *p, tm_box in, tm_box o
            (out.h - 1) * p->sh < in.h && (out.w - 1) * p->sw < in.w;
 }
 
-/* CONV_2D: the GEMM when the generator emitted the paired filter or non-zero lists
- * (`scratch` is then the im2col buffer of a window conv, NULL for a 1x1); sparse lists
- * without columns run tm_conv2d_sparse_direct; else the direct loops below (bitmask
- * filters, or a dense window conv planned without scratch, --optimize memory). */
+/* Sparse CONV_2D stored as non-zero lists (the generator calls it for them, so a model
+ * without dense convs links no dense GEMM): the sparse GEMM over im2col columns (`scratch`
+ * planned), over the input pixels (a 1x1 that never pads), or the direct walk. */
+static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box out,
+                                   int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+    if (scratch) {
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, 1);
+    } else if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+        tm_conv2d_sparse_pointwise(p, in, out);
+    } else {
+        tm_conv2d_sparse_direct(p, in, out, pad_top, pad_left);
+    }
+}
+
+/* CONV_2D: the GEMM when the generator emitted the paired filter (`scratch` is then the
+ * im2col buffer of a window conv, NULL for a 1x1); else the direct loops below (bitmask
+ * filters, or a window conv planned without scratch, --optimize memory). Non-zero lists
+ * run tm_conv2d_lists. */
 static inline void tm_conv2d(const tm_conv_params *p, tm_box in, tm_box out, int32_t pad_top,
                              int32_t pad_left, int8_t *scratch) {
     int32_t oy, ox, oc, ky, kx, ic;
     const int32_t taps = p->kh * p->kw * in.c;
-    if (p->nz) {
-        if (scratch) {
-            tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch);
-        } else if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
-            tm_conv2d_sparse_pointwise(p, in, out);
-        } else {
-            tm_conv2d_sparse_direct(p, in, out, pad_top, pad_left);
-        }
-        return;
-    }
     if (p->mask) {
         tm_conv2d_sparse(p, in, out, pad_top, pad_left);
         return;
     }
     if (p->wpairs) {
-        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch);
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, 0);
         return;
     }
     for (oy = 0; oy < out.h; ++oy) {

@@ -377,11 +377,44 @@ static inline const int8_t *tm_depthwise_channel(const tm_conv_params *p, tm_box
     return values;
 }
 
+/* Channel by channel through tm_depthwise_channel: bitmask filters (the generator calls
+ * it for them, so a sparse model links none of the dense SIMD paths) and dense depth
+ * multipliers the SIMD paths do not take. Output and input must not share memory. */
+static inline void tm_depthwise_channelwise(const tm_conv_params *p, tm_box in, tm_box out,
+                                            int32_t pad_top, int32_t pad_left) {
+    int32_t c, m;
+    const int8_t *values = p->filter;
+    for (c = 0; c < in.c; ++c) {
+        for (m = 0; m < p->depth_multiplier; ++m) {
+            values = tm_depthwise_channel(p, in, c, out, c * p->depth_multiplier + m, pad_top,
+                                          pad_left, values);
+        }
+    }
+}
+
+/* In place, one channel plane at a time: each input channel is copied into `scratch` (an
+ * in.h x in.w plane) before its output overwrites the slot (multiplier 1). Bitmask filters
+ * (called by the generator for them) and --optimize memory. */
+static inline void tm_depthwise_inplace_planes(const tm_conv_params *p, tm_box in, tm_box out,
+                                               int32_t pad_top, int32_t pad_left,
+                                               int8_t *scratch) {
+    const tm_box plane = tm_box_make(scratch, in.h, in.w, 1, 1, in.w);
+    const int8_t *values = p->filter;
+    int32_t c, y, x;
+    for (c = 0; c < in.c; ++c) {
+        for (y = 0; y < in.h; ++y) {
+            for (x = 0; x < in.w; ++x) {
+                scratch[y * in.w + x] = tm_at(in, y, x)[c];
+            }
+        }
+        values = tm_depthwise_channel(p, plane, 0, out, c, pad_top, pad_left, values);
+    }
+}
+
 /* Direct depthwise (any depth multiplier): output and input must not share memory. */
 static inline void tm_depthwise(const tm_conv_params *p, tm_box in, tm_box out,
                                 int32_t pad_top, int32_t pad_left) {
-    int32_t c, m;
-    const int8_t *values = p->filter;
+    int32_t c;
     if (!p->mask && p->depth_multiplier == 1) {
         tm_dw_channels(p, in, 0, out, 0, out.c, pad_top, pad_left);
         return;
@@ -392,12 +425,7 @@ static inline void tm_depthwise(const tm_conv_params *p, tm_box in, tm_box out,
         }
         return;
     }
-    for (c = 0; c < in.c; ++c) {
-        for (m = 0; m < p->depth_multiplier; ++m) {
-            values = tm_depthwise_channel(p, in, c, out, c * p->depth_multiplier + m, pad_top,
-                                          pad_left, values);
-        }
-    }
+    tm_depthwise_channelwise(p, in, out, pad_top, pad_left);
 }
 
 /* In-place depthwise (multiplier 1, TinyEngine): a group of `group` input channels is copied
@@ -412,18 +440,9 @@ static inline void tm_depthwise(const tm_conv_params *p, tm_box in, tm_box out,
 static inline void tm_depthwise_inplace(const tm_conv_params *p, tm_box in, tm_box out,
                                         int32_t pad_top, int32_t pad_left, int8_t *scratch,
                                         int32_t group) {
-    const int8_t *values = p->filter;
     int32_t c, y, x, j;
     if (group == 1 || p->mask) {
-        const tm_box plane = tm_box_make(scratch, in.h, in.w, 1, 1, in.w);
-        for (c = 0; c < in.c; ++c) {
-            for (y = 0; y < in.h; ++y) {
-                for (x = 0; x < in.w; ++x) {
-                    scratch[y * in.w + x] = tm_at(in, y, x)[c];
-                }
-            }
-            values = tm_depthwise_channel(p, plane, 0, out, c, pad_top, pad_left, values);
-        }
+        tm_depthwise_inplace_planes(p, in, out, pad_top, pad_left, scratch);
         return;
     }
     {

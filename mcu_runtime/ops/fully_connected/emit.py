@@ -52,5 +52,7 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
 
     p = unit.op_params(op, "fc", "tm_fc_params", fields)
     src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
-    return [f"tm_fully_connected({p}, (const int8_t *)(tm_arena + {src.offset}), "
+    kernel = "tm_fully_connected_lists" if unit.filter_format(op) == "lists" \
+        else "tm_fully_connected"
+    return [f"{kernel}({p}, (const int8_t *)(tm_arena + {src.offset}), "
             f"(int8_t *)(tm_arena + {dst.offset}));"]
