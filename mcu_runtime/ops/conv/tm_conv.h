@@ -475,7 +475,7 @@ TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8
     return nz;
 }
 
-/* m columns (1, 2 or 4; column j at col0 + off[j], off[0] = 0, all in the arena) through
+/* m columns (1 or 2; column j at col0 + off[j], off[0] = 0, all in the arena) through
  * all n sparse rows: row o's int8 result for column j goes to dst[j][o], requantized as the
  * dense GEMM does (tm_gemm2). The outputs never overlap the columns (CONV_2D and
  * FULLY_CONNECTED are never in place). */
@@ -485,14 +485,12 @@ static inline void tm_sparse_gemm(const int8_t *col0, const int32_t *off, int32_
     const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
     const uint8_t *nz = w->nz;
     const int32_t fast = q->fast;
-    int32_t o, j, acc[4];
+    int32_t o, j, acc[2];
     for (o = 0; o < n; ++o) {
         const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
         const int32_t count = tm_sparse_count(w, o);
-        acc[0] = acc[1] = acc[2] = acc[3] = q->kbias[o];
-        if (m == 4) {
-            nz = tm_sparse_dot4(nz, count, col0, off, acc);
-        } else if (m == 2) {
+        acc[0] = acc[1] = q->kbias[o];
+        if (m == 2) {
             nz = tm_sparse_dot2(nz, count, col0, off[1], acc);
         } else {
             nz = tm_sparse_dot1(nz, count, col0, acc);
@@ -500,6 +498,41 @@ static inline void tm_sparse_gemm(const int8_t *col0, const int32_t *off, int32_
         for (j = 0; j < m; ++j) {
             dst[j][o] = TM_GEMM_OUT(fast, r, cl, acc[j]);
         }
+    }
+}
+
+/* tm_sparse_gemm for 4 columns with the requantization form fixed (`fast` is a constant
+ * at both calls, so each loop is compiled with one form and its accumulators in registers). */
+TM_INLINE void tm_sparse_gemm4_rows(const int8_t *col0, const int32_t *off,
+                                    const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                    int8_t *const *dst, int32_t fast) {
+    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
+    const uint8_t *nz = w->nz;
+    int8_t *d0 = dst[0], *d1 = dst[1], *d2 = dst[2], *d3 = dst[3];
+    int32_t o, acc[4];
+    for (o = 0; o < n; ++o) {
+        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
+        int8_t y0, y1, y2, y3;
+        acc[0] = acc[1] = acc[2] = acc[3] = q->kbias[o];
+        nz = tm_sparse_dot4(nz, tm_sparse_count(w, o), col0, off, acc);
+        y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
+        y1 = TM_GEMM_OUT(fast, r, cl, acc[1]);
+        y2 = TM_GEMM_OUT(fast, r, cl, acc[2]);
+        y3 = TM_GEMM_OUT(fast, r, cl, acc[3]);
+        d0[o] = y0;
+        d1[o] = y1;
+        d2[o] = y2;
+        d3[o] = y3;
+    }
+}
+
+static inline void tm_sparse_gemm4(const int8_t *col0, const int32_t *off,
+                                   const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                   int8_t *const *dst) {
+    if (q->fast) {
+        tm_sparse_gemm4_rows(col0, off, w, n, q, dst, 1);
+    } else {
+        tm_sparse_gemm4_rows(col0, off, w, n, q, dst, 0);
     }
 }
 
@@ -532,7 +565,11 @@ static inline void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in
                 ++oy;
             }
         }
-        tm_sparse_gemm(c0, off, m, &sp, out.c, &q, dst);
+        if (m == 4) {
+            tm_sparse_gemm4(c0, off, &sp, out.c, &q, dst);
+        } else {
+            tm_sparse_gemm(c0, off, m, &sp, out.c, &q, dst);
+        }
     }
 }
 
