@@ -1,5 +1,5 @@
-"""The sparse C kernels (per-row non-zero lists for CONV_2D and FULLY_CONNECTED, the
-bitmask depthwise walk) equal the Python reference kernels, and the format plan keeps the
+"""The sparse C kernels (per-row non-zero lists and the bitmask GEMM for CONV_2D and
+FULLY_CONNECTED, the bitmask depthwise walk) equal the Python reference kernels, and the format plan keeps the
 weights within the bitmask format's flash.
 
 Random pruned graphs — channels that are not multiples of 4, strides 1 and 2, SAME and
@@ -131,8 +131,8 @@ def check_c_equals_reference(graph: Graph, out: Path, rng: np.random.Generator) 
 
 @settings(max_examples=14, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), density=st.sampled_from([0.0, 0.03, 0.1, 0.3, 0.6]),
-       memory=st.booleans())
+@given(seed=st.integers(0, 2**31 - 1),
+       density=st.sampled_from([0.0, 0.03, 0.1, 0.3, 0.6, 0.9]), memory=st.booleans())
 def test_sparse_c_kernels_equal_the_reference(seed: int, density: float, memory: bool,
                                               tmp_path: Path) -> None:
     rng = np.random.default_rng(seed)
@@ -140,8 +140,9 @@ def test_sparse_c_kernels_equal_the_reference(seed: int, density: float, memory:
     if memory:  # no im2col buffer: window convs stored as lists walk the taps directly
         graph = set_optimize(graph, "memory")
     text = check_c_equals_reference(graph, tmp_path / f"c{seed}", rng)
-    if density <= 0.03:  # very sparse filters take the lists
-        assert "_nz[" in text
+    formats = set(plan_formats(graph).values())
+    assert ("_nz[" in text) == ("lists" in formats)
+    assert ("_mask[" in text) == ("mask" in formats)
 
 
 def test_each_list_kernel_runs(tmp_path: Path) -> None:
@@ -156,7 +157,24 @@ def test_each_list_kernel_runs(tmp_path: Path) -> None:
     for memory in (False, True):
         graph = set_optimize(g, "memory") if memory else g
         text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
-        assert text.count("tm_conv2d_lists(") == 2 and "tm_fully_connected_lists(" in text
+        assert text.count("tm_conv2d_lists(") == 2 and "tm_fully_connected_sparse(" in text
+
+
+def test_each_bitmask_kernel_runs(tmp_path: Path) -> None:
+    """The same shapes moderately pruned take the bitmask: its GEMM over pixel and im2col
+    columns (rows not byte aligned: 45 and 325 taps), the direct loop with --optimize
+    memory, the fully-connected bitmask GEMM, and a depthwise channel walk."""
+    rng = np.random.default_rng(8)
+    b = GraphBuilder((7, 7, 45), seed=4)
+    x = b.conv(b.input, 13, kernel=1, activation="NONE")
+    x = b.conv(x, 0, kernel=3, depthwise=True, activation="NONE")
+    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
+    g = prune(b.build(b.head(x, 5)), rng, 0.35)
+    assert set(plan_formats(g).values()) == {"mask"}
+    for memory in (False, True):
+        graph = set_optimize(g, "memory") if memory else g
+        text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
+        assert text.count("tm_conv2d_masked(") == 2 and "tm_fully_connected_sparse(" in text
 
 
 @given(seed=st.integers(0, 2**31 - 1), density=st.floats(0.0, 1.0))

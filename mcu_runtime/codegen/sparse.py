@@ -5,8 +5,8 @@ weight: the format ``check.sparse_weight_bytes`` and the pruner's flash budget c
 CONV_2D and FULLY_CONNECTED — as per-row non-zero lists (:func:`sparse_row_lists`: two
 bytes per non-zero and a one- or two-byte count per row, which the sparse GEMM walks
 touching only the non-zero weights). Lists are the smaller format for very sparse rows and
-the faster one at any density (the bitmask walk of a conv tests every weight); the bitmask
-is the smaller one for moderately pruned rows.
+the faster one (the bitmask GEMM finds each non-zero among 24-bit chunks of the mask); the
+bitmask is the smaller one for moderately pruned rows.
 
 :func:`plan_formats` first takes the smaller format of every filter, so the model's weights
 never take more flash than the bitmask format would (the budget the pruner planned with),
@@ -33,9 +33,9 @@ MAX_GAP = 255
 FILTERED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 #: rough Cortex-M4 instructions per stored weight and output pixel: the bitmask walks (a
-#: test per weight for conv and fully connected, plus the non-zero's multiply-accumulate)
-#: and the lists' 3.5 per entry and column; they only rank the upgrades
-COST_MASK_PER_WEIGHT = 10.0
+#: share of a 24-bit chunk per weight, plus each non-zero's multiply-accumulate) and the
+#: lists' 3.5 per entry and column; they only rank the upgrades
+COST_MASK_PER_WEIGHT = 0.4
 COST_MASK_PER_NONZERO = 5.0
 COST_LIST_PER_ENTRY = 3.5
 

@@ -51,11 +51,16 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
         if fmt == "mask":
             w, mask = unit.filter_arrays(op.inputs[1], tag, rows)
             extra = mask_field(mask)
+            has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+            if op.kind == "CONV_2D" and not kbias and has_bias:  # the bitmask GEMM
+                assert p.kernel_bias is not None  # kbias replaces the bias: same bytes
+                extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
         else:
             w = unit.tensor_array(op.inputs[1], f"{tag}_filter")
             if kbias and p.kernel_bias is not None:
                 extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
-        b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        if "kbias" not in extra or kbias:
+            b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
     m = unit.array(f"{tag}_mult", "int32_t", p.mult)
     s = unit.array(f"{tag}_shift", "int32_t", p.shift)
     bias = g.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
@@ -142,5 +147,6 @@ def emit_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
                        lambda: conv_fields(unit, op, f"op{op.index}",
                                            runs_as_gemm(op, unit.graph)))
     scratch = unit.scratch(i) or "NULL"  # the im2col buffer, when planned
-    kernel = "tm_conv2d_lists" if unit.filter_format(op) == "lists" else "tm_conv2d"
+    kernel = {"lists": "tm_conv2d_lists", "mask": "tm_conv2d_masked"}.get(
+        unit.filter_format(op), "tm_conv2d")
     return [f"{kernel}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch});"]

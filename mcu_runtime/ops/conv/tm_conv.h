@@ -573,6 +573,73 @@ static inline void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in
     }
 }
 
+/* ---- sparse GEMM core (bitmask) --------------------------------------------------------
+ * The bitmask format walked over GEMM columns: row o's K bits start at bit o * K of the
+ * mask (rows are not byte aligned), and its non-zero values follow the previous row's. The
+ * walk takes up to 24 bits at a time from an unaligned word (bytewise at the mask's end,
+ * which it never reads past) and visits only the set bits (count trailing zeros), with the
+ * input zero point and bias folded into kbias as in the other GEMMs. */
+TM_INLINE int32_t tm_ctz(uint32_t m) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(m);
+#else
+    int32_t n = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        ++n;
+    }
+    return n;
+#endif
+}
+
+/* Up to 24 mask bits from bit `bit` on (of a mask of `bytes` bytes), low bit first. */
+TM_INLINE uint32_t tm_mask_bits(const uint8_t *mask, int32_t bytes, int32_t bit) {
+    const int32_t b = bit >> 3;
+    uint32_t v;
+    if (b + 4 <= bytes) {
+        v = tm_load32((const int8_t *)(const void *)(mask + b));
+    } else {
+        int32_t i;
+        v = 0;
+        for (i = 0; b + i < bytes && i < 4; ++i) {
+            v |= (uint32_t)mask[b + i] << (8 * i);
+        }
+    }
+    return v >> (bit & 7);
+}
+
+/* Columns col0 and col1 (col1 NULL: one column) through all n rows of a bitmask filter of
+ * K taps per row: row o's result goes to dst0[o] and dst1[o] (tm_gemm2's requantization). */
+static inline void tm_mask_gemm2(const int8_t *col0, const int8_t *col1, const uint8_t *mask,
+                                 const int8_t *values, int32_t k, int32_t n,
+                                 const tm_gemm_q *q, int8_t *dst0, int8_t *dst1) {
+    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
+    const int32_t bytes = (int32_t)(((int64_t)n * k + 7) / 8), fast = q->fast;
+    const int32_t off = col1 ? (int32_t)(col1 - col0) : 0;
+    int32_t o, bit = 0;
+    for (o = 0; o < n; ++o) {
+        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
+        int32_t s0 = q->kbias[o], s1 = s0, t;
+        for (t = 0; t < k; t += 24, bit += 24) {
+            const int32_t span = k - t < 24 ? k - t : 24;
+            uint32_t m = tm_mask_bits(mask, bytes, bit) & ((1u << span) - 1u);
+            const int8_t *x = col0 + t;
+            while (m) {
+                const int32_t j = tm_ctz(m);
+                const int32_t w = *values++;
+                s0 += x[j] * w;
+                s1 += x[j + off] * w;
+                m &= m - 1u;
+            }
+        }
+        bit += k - t; /* t overshot k by the last chunk's shortfall */
+        dst0[o] = TM_GEMM_OUT(fast, r, cl, s0);
+        if (col1) {
+            dst1[o] = TM_GEMM_OUT(fast, r, cl, s1);
+        }
+    }
+}
+
 /* n bytes from src to dst (a word at a time; the regions do not overlap). */
 TM_INLINE void tm_copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
     for (; n >= 4; n -= 4, dst += 4, src += 4) {
@@ -610,14 +677,16 @@ static inline void tm_im2col(const tm_conv_params *p, tm_box in, int32_t oy, int
     }
 }
 
-/* CONV_2D as a GEMM over output pixel pairs (raster order across the box), dense (the
- * paired filter) or, with `lists` (a constant at every call, so only one GEMM is compiled
- * in), sparse (non-zero lists). A 1x1 window without padding (scratch NULL) reads its
+/* CONV_2D as a GEMM over output pixel pairs (raster order across the box): `kind` (a
+ * constant at every call, so only one GEMM is compiled in) is TM_GEMM_DENSE (the paired
+ * filter), TM_GEMM_LISTS (non-zero lists) or TM_GEMM_MASK (the bitmask). A 1x1 window without padding (scratch NULL) reads its
  * columns straight from the input pixels; any other window gathers two columns into
  * `scratch` (2 * KH * KW * C bytes, planned by Conv2D.scratch_bytes). */
+enum { TM_GEMM_DENSE, TM_GEMM_LISTS, TM_GEMM_MASK };
+
 TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
-                                 int32_t pad_top, int32_t pad_left, int8_t *scratch,
-                                 int32_t lists) {
+                              int32_t pad_top, int32_t pad_left, int8_t *scratch,
+                              int32_t kind) {
     const int32_t k = p->kh * p->kw * in.c;
     const int32_t n = out.h * out.w;
     const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
@@ -640,8 +709,10 @@ TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
             c0 = tm_at(in, oy * p->sh, ox * p->sw);
             c1 = last ? c0 : tm_at(in, oy1 * p->sh, ox1 * p->sw);
         }
-        if (lists) {
+        if (kind == TM_GEMM_LISTS) {
             tm_sparse_gemm2(c0, last ? NULL : c1, &sp, out.c, &q, d0, d1);
+        } else if (kind == TM_GEMM_MASK) {
+            tm_mask_gemm2(c0, last ? NULL : c1, p->mask, p->filter, k, out.c, &q, d0, d1);
         } else {
             tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
         }
@@ -650,8 +721,11 @@ TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
     }
 }
 
+/* The direct bitmask loop (a test per weight). With kbias (the bias and the input zero
+ * point folded) it sums raw products, else (x - zp) * w plus the bias. */
 static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box out,
                                     int32_t pad_top, int32_t pad_left) {
+    const int32_t zsub = p->kbias ? 0 : p->in_zp;
     int32_t oy, ox, oc, ky, kx, ic;
     for (oy = 0; oy < out.h; ++oy) {
         for (ox = 0; ox < out.w; ++ox) {
@@ -659,7 +733,7 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
             const int8_t *v = p->filter;
             int32_t bit = 0;
             for (oc = 0; oc < out.c; ++oc) {
-                int32_t acc = 0;
+                int32_t acc = p->kbias ? p->kbias[oc] : 0;
                 for (ky = 0; ky < p->kh; ++ky) {
                     const int32_t iy = oy * p->sh - pad_top + ky * p->dh;
                     for (kx = 0; kx < p->kw; ++kx) {
@@ -668,10 +742,9 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
                         const int8_t *src = valid ? tm_at(in, iy, ix) : 0;
                         for (ic = 0; ic < in.c; ++ic, ++bit) {
                             if (tm_bit(p->mask, bit)) {
-                                const int32_t w = *v++;
-                                if (valid) {
-                                    acc += ((int32_t)src[ic] - p->in_zp) * w;
-                                }
+                                /* outside the box the tap reads the zero point */
+                                const int32_t x = valid ? (int32_t)src[ic] : p->in_zp;
+                                acc += (x - zsub) * (int32_t)*v++;
                             }
                         }
                     }
@@ -734,7 +807,7 @@ TM_INLINE int32_t tm_conv_pointwise(const tm_conv_params *p, tm_box in, tm_box o
 static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box out,
                                    int32_t pad_top, int32_t pad_left, int8_t *scratch) {
     if (scratch) {
-        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, 1);
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_LISTS);
     } else if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
         tm_conv2d_sparse_pointwise(p, in, out);
     } else {
@@ -742,20 +815,27 @@ static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box ou
     }
 }
 
-/* CONV_2D: the GEMM when the generator emitted the paired filter (`scratch` is then the
- * im2col buffer of a window conv, NULL for a 1x1); else the direct loops below (bitmask
- * filters, or a window conv planned without scratch, --optimize memory). Non-zero lists
- * run tm_conv2d_lists. */
+/* Sparse CONV_2D stored as the bitmask (the generator calls it for them): the bitmask GEMM
+ * over im2col or pixel columns when the bias was folded (kbias), else the direct loop. */
+static inline void tm_conv2d_masked(const tm_conv_params *p, tm_box in, tm_box out,
+                                    int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+    if (p->kbias && (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left))) {
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_MASK);
+    } else {
+        tm_conv2d_sparse(p, in, out, pad_top, pad_left);
+    }
+}
+
+/* Dense CONV_2D: the GEMM when the generator emitted the paired filter (`scratch` is then
+ * the im2col buffer of a window conv, NULL for a 1x1); else the direct loop below (a window
+ * conv planned without scratch, --optimize memory). Sparse filters run tm_conv2d_lists and
+ * tm_conv2d_masked. */
 static inline void tm_conv2d(const tm_conv_params *p, tm_box in, tm_box out, int32_t pad_top,
                              int32_t pad_left, int8_t *scratch) {
     int32_t oy, ox, oc, ky, kx, ic;
     const int32_t taps = p->kh * p->kw * in.c;
-    if (p->mask) {
-        tm_conv2d_sparse(p, in, out, pad_top, pad_left);
-        return;
-    }
     if (p->wpairs) {
-        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, 0);
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_DENSE);
         return;
     }
     for (oy = 0; oy < out.h; ++oy) {

@@ -41,7 +41,11 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
         else:  # the bitmask (weights zero point 0), or dense weights with a zero point
             w, mask = unit.filter_arrays(op.inputs[1], tag, wts) if fmt == "mask" else (
                 unit.tensor_array(op.inputs[1], f"{tag}_weights"), None)
-            b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+            if mask is not None and bias is not None:  # the bitmask GEMM: kbias, same bytes
+                assert p.kernel_bias is not None
+                extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
+            else:
+                b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
         if "kbias" in extra and requant_bounded(wts.T, bias, p.shift):
             extra["fast_rq"] = "1"
         m = unit.array(f"{tag}_mult", "int32_t", p.mult)
@@ -52,7 +56,9 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
 
     p = unit.op_params(op, "fc", "tm_fc_params", fields)
     src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
-    kernel = "tm_fully_connected_lists" if unit.filter_format(op) == "lists" \
+    fmt = unit.filter_format(op)
+    has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+    kernel = "tm_fully_connected_sparse" if fmt == "lists" or (fmt == "mask" and has_bias) \
         else "tm_fully_connected"
     return [f"{kernel}({p}, (const int8_t *)(tm_arena + {src.offset}), "
             f"(int8_t *)(tm_arena + {dst.offset}));"]
