@@ -445,13 +445,25 @@ static inline void tm_depthwise_inplace_planes(const tm_conv_params *p, tm_box i
     const tm_box plane = tm_box_make(scratch, ph, pw, 1, 1, pw);
     const int8_t *values = p->filter;
     int32_t c, y, x;
+    /* the plane's columns [x0, x1) hold input pixels, the rest the zero point */
+    const int32_t x0 = left < pw ? left : pw, x1 = left + in.w < pw ? left + in.w : pw;
     for (c = 0; c < in.c; ++c) {
-        for (y = 0; y < ph; ++y) {
+        int8_t *row = scratch;
+        for (y = 0; y < ph; ++y, row += pw) {
             const int32_t iy = y - top;
-            for (x = 0; x < pw; ++x) {
-                const int32_t ix = x - left;
-                scratch[y * pw + x] = iy >= 0 && iy < in.h && ix >= 0 && ix < in.w
-                                          ? tm_at(in, iy, ix)[c] : (int8_t)p->in_zp;
+            if (iy < 0 || iy >= in.h) {
+                memset(row, p->in_zp, (size_t)pw);
+            } else {
+                const int8_t *src = tm_at(in, iy, x0 - left) + c;
+                for (x = 0; x < x0; ++x) {
+                    row[x] = (int8_t)p->in_zp;
+                }
+                for (; x < x1; ++x, src += in.pix) {
+                    row[x] = *src;
+                }
+                for (; x < pw; ++x) {
+                    row[x] = (int8_t)p->in_zp;
+                }
             }
         }
         values = tm_depthwise_channel(p, plane, 0, out, c, pad_top - top, pad_left - left,
