@@ -1,12 +1,12 @@
 """The sparse C kernels (per-row non-zero lists and the bitmask GEMM for CONV_2D and
-FULLY_CONNECTED, the bitmask depthwise walk) equal the Python reference kernels, and the format plan keeps the
-weights within the bitmask format's flash.
+FULLY_CONNECTED, the bitmask depthwise walk) equal the Python reference kernels, and the
+format plan keeps the weights within the bitmask format's flash.
 
 Random pruned graphs — channels that are not multiples of 4, strides 1 and 2, SAME and
 VALID, 1x1 and window convs, densities down to all-zero rows and tap gaps longer than one
 list entry spans — are generated with ``sparse=True``, compiled on the host and run next to
 ``emulate()`` (the numpy reference kernels) for the layer schedule, the patch schedule and
-``--optimize memory`` (no im2col buffer: the direct list walk)."""
+``--optimize memory`` (no im2col buffer: the direct walks)."""
 
 from __future__ import annotations
 
