@@ -22,7 +22,7 @@ def emit_depthwise(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     if scratch is not None:  # the planner may have put the output over the input
         group = inplace_group(op, unit.graph)
         if masked:  # group 4: the scratch holds a padded plane
-            return [f"tm_depthwise_inplace_masked({p}, {boxes}, {scratch}, {int(group > 1)});"]
+            return [f"tm_depthwise_inplace_planes({p}, {boxes}, {scratch}, {int(group > 1)});"]
         return [f"tm_depthwise_inplace({p}, {boxes}, {scratch}, {group});"]
-    return [f"tm_depthwise_masked({p}, {boxes});" if masked
+    return [f"tm_depthwise_channelwise({p}, {boxes});" if masked
             else f"tm_depthwise({p}, {boxes});"]

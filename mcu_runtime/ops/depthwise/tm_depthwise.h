@@ -7,9 +7,8 @@
  * (__sxtab16 subtracts the input zero point on the way) and 4 16-bit MACs
  * (__smlabb/__smlatt); the C99 path is the same sum per byte. The taps a window has inside
  * the box are found once per output pixel, so padding costs nothing in the tap loop; a 3x3
- * window fully inside runs an unrolled body. Other multipliers run the per-channel loop
- * tm_depthwise_channel_dense. Bitmask filters run tm_depthwise_masked and
- * tm_depthwise_inplace_masked (each channel's non-zero taps decoded once). */
+ * window fully inside runs an unrolled body. Other cases (multiplier > 1, sparse filters)
+ * run the per-channel loop tm_depthwise_channel. */
 #ifndef TM_DEPTHWISE_H
 #define TM_DEPTHWISE_H
 
@@ -358,34 +357,6 @@ static inline const int8_t *tm_depthwise_channel_sparse(const tm_conv_params *p,
     return values;
 }
 
-/* Output channel `oc` of a dense depthwise filter from channel `ic` of box `in`. */
-static inline void tm_depthwise_channel_dense(const tm_conv_params *p, tm_box in, int32_t ic,
-                                              tm_box out, int32_t oc, int32_t pad_top,
-                                              int32_t pad_left) {
-    int32_t oy, ox, ky, kx;
-    const int32_t oc_total = out.c;
-    for (oy = 0; oy < out.h; ++oy) {
-        for (ox = 0; ox < out.w; ++ox) {
-            int32_t acc = 0;
-            for (ky = 0; ky < p->kh; ++ky) {
-                const int32_t iy = oy * p->sh - pad_top + ky * p->dh;
-                if (iy < 0 || iy >= in.h) {
-                    continue;
-                }
-                for (kx = 0; kx < p->kw; ++kx) {
-                    const int32_t ix = ox * p->sw - pad_left + kx * p->dw;
-                    if (ix < 0 || ix >= in.w) {
-                        continue;
-                    }
-                    acc += ((int32_t)tm_at(in, iy, ix)[ic] - p->in_zp) *
-                           (int32_t)p->filter[(ky * p->kw + kx) * oc_total + oc];
-                }
-            }
-            tm_at(out, oy, ox)[oc] = tm_conv_out(p, acc, oc);
-        }
-    }
-}
-
 /* Output channel `oc` of a depthwise conv from channel `ic` of box `in`. Sparse filters:
  * `values` points at channel oc's first non-zero weight; returns where channel oc + 1's
  * start (callers walk the channels in order). */
@@ -394,6 +365,7 @@ static inline const int8_t *tm_depthwise_channel(const tm_conv_params *p, tm_box
                                                  int32_t pad_top, int32_t pad_left,
                                                  const int8_t *values) {
     int32_t oy, ox, ky, kx;
+    const int32_t oc_total = out.c;
     const int32_t taps = p->kh * p->kw;
     if (p->mask && taps <= TM_DW_SPARSE_TAPS) {
         return tm_depthwise_channel_sparse(p, in, ic, out, oc, pad_top, pad_left, values);
@@ -420,33 +392,40 @@ static inline const int8_t *tm_depthwise_channel(const tm_conv_params *p, tm_box
         }
         return values + tm_bits_set(p->mask, oc * taps, taps);
     }
-    tm_depthwise_channel_dense(p, in, ic, out, oc, pad_top, pad_left);
-    return values;
-}
-
-/* One output channel, bitmask (`masked`, a constant at every call: dense callers link no
- * sparse code) or dense. */
-TM_INLINE const int8_t *tm_dw_channel_of(const tm_conv_params *p, tm_box in, int32_t ic,
-                                         tm_box out, int32_t oc, int32_t pad_top,
-                                         int32_t pad_left, const int8_t *values,
-                                         int32_t masked) {
-    if (masked) {
-        return tm_depthwise_channel(p, in, ic, out, oc, pad_top, pad_left, values);
+    for (oy = 0; oy < out.h; ++oy) {
+        for (ox = 0; ox < out.w; ++ox) {
+            int32_t acc = 0;
+            for (ky = 0; ky < p->kh; ++ky) {
+                const int32_t iy = oy * p->sh - pad_top + ky * p->dh;
+                if (iy < 0 || iy >= in.h) {
+                    continue;
+                }
+                for (kx = 0; kx < p->kw; ++kx) {
+                    const int32_t ix = ox * p->sw - pad_left + kx * p->dw;
+                    if (ix < 0 || ix >= in.w) {
+                        continue;
+                    }
+                    acc += ((int32_t)tm_at(in, iy, ix)[ic] - p->in_zp) *
+                           (int32_t)p->filter[(ky * p->kw + kx) * oc_total + oc];
+                }
+            }
+            tm_at(out, oy, ox)[oc] = tm_conv_out(p, acc, oc);
+        }
     }
-    tm_depthwise_channel_dense(p, in, ic, out, oc, pad_top, pad_left);
     return values;
 }
 
-/* Channel by channel: bitmask filters (tm_depthwise_masked) and dense depth multipliers the
- * SIMD paths do not take. Output and input must not share memory. */
-TM_INLINE void tm_dw_channelwise(const tm_conv_params *p, tm_box in, tm_box out,
-                                 int32_t pad_top, int32_t pad_left, int32_t masked) {
+/* Channel by channel through tm_depthwise_channel: bitmask filters (the generator calls
+ * it for them, so a sparse model links none of the dense SIMD paths) and dense depth
+ * multipliers the SIMD paths do not take. Output and input must not share memory. */
+static inline void tm_depthwise_channelwise(const tm_conv_params *p, tm_box in, tm_box out,
+                                            int32_t pad_top, int32_t pad_left) {
     int32_t c, m;
     const int8_t *values = p->filter;
     for (c = 0; c < in.c; ++c) {
         for (m = 0; m < p->depth_multiplier; ++m) {
-            values = tm_dw_channel_of(p, in, c, out, c * p->depth_multiplier + m, pad_top,
-                                      pad_left, values, masked);
+            values = tm_depthwise_channel(p, in, c, out, c * p->depth_multiplier + m, pad_top,
+                                          pad_left, values);
         }
     }
 }
@@ -455,10 +434,11 @@ TM_INLINE void tm_dw_channelwise(const tm_conv_params *p, tm_box in, tm_box out,
  * before its output overwrites the slot (multiplier 1). `padded` (the planner sized the
  * scratch for tm_depthwise_inplace's padded 4-channel planes): the copy is the channel's
  * padded plane, border taps set to the input zero point, so every window lies inside it;
- * else an in.h x in.w plane. Bitmask filters (`masked`) and --optimize memory. */
-TM_INLINE void tm_dw_planes(const tm_conv_params *p, tm_box in, tm_box out, int32_t pad_top,
-                            int32_t pad_left, int8_t *scratch, int32_t padded,
-                            int32_t masked) {
+ * else an in.h x in.w plane. Bitmask filters (called by the generator for them) and
+ * --optimize memory. */
+static inline void tm_depthwise_inplace_planes(const tm_conv_params *p, tm_box in, tm_box out,
+                                               int32_t pad_top, int32_t pad_left,
+                                               int8_t *scratch, int32_t padded) {
     const int32_t ph = padded ? (out.h - 1) * p->sh + (p->kh - 1) * p->dh + 1 : in.h;
     const int32_t pw = padded ? (out.w - 1) * p->sw + (p->kw - 1) * p->dw + 1 : in.w;
     const int32_t top = padded ? pad_top : 0, left = padded ? pad_left : 0;
@@ -486,50 +466,29 @@ TM_INLINE void tm_dw_planes(const tm_conv_params *p, tm_box in, tm_box out, int3
                 }
             }
         }
-        values = tm_dw_channel_of(p, plane, 0, out, c, pad_top - top, pad_left - left,
-                                  values, masked);
+        values = tm_depthwise_channel(p, plane, 0, out, c, pad_top - top, pad_left - left,
+                                      values);
     }
 }
 
-/* Bitmask depthwise filters (the generator calls these for them, so a sparse model links
- * none of the dense SIMD paths): direct, and in place (`padded` as in tm_dw_planes). */
-static inline void tm_depthwise_masked(const tm_conv_params *p, tm_box in, tm_box out,
-                                       int32_t pad_top, int32_t pad_left) {
-    tm_dw_channelwise(p, in, out, pad_top, pad_left, 1);
-}
-
-static inline void tm_depthwise_inplace_masked(const tm_conv_params *p, tm_box in, tm_box out,
-                                               int32_t pad_top, int32_t pad_left,
-                                               int8_t *scratch, int32_t padded) {
-    tm_dw_planes(p, in, out, pad_top, pad_left, scratch, padded, 1);
-}
-
-/* Dense in place with one-channel planes (--optimize memory), out of tm_depthwise_inplace's
- * body so that GCC inlines the SIMD group path there as it would alone. */
-static inline void tm_depthwise_inplace_planes(const tm_conv_params *p, tm_box in, tm_box out,
-                                               int32_t pad_top, int32_t pad_left,
-                                               int8_t *scratch) {
-    tm_dw_planes(p, in, out, pad_top, pad_left, scratch, 0, 0);
-}
-
-/* Direct dense depthwise (any depth multiplier): output and input must not share memory. */
+/* Direct depthwise (any depth multiplier): output and input must not share memory. */
 static inline void tm_depthwise(const tm_conv_params *p, tm_box in, tm_box out,
                                 int32_t pad_top, int32_t pad_left) {
     int32_t c;
-    if (p->depth_multiplier == 1) {
+    if (!p->mask && p->depth_multiplier == 1) {
         tm_dw_channels(p, in, 0, out, 0, out.c, pad_top, pad_left);
         return;
     }
-    if (p->depth_multiplier % 4 == 0) { /* 4 output channels per input channel */
+    if (!p->mask && p->depth_multiplier % 4 == 0) { /* 4 output channels per input channel */
         for (c = 0; c < out.c; c += 4) {
             tm_dw_group4(p, in, c / p->depth_multiplier, out, c, pad_top, pad_left, 1, 0);
         }
         return;
     }
-    tm_dw_channelwise(p, in, out, pad_top, pad_left, 0);
+    tm_depthwise_channelwise(p, in, out, pad_top, pad_left);
 }
 
-/* In-place dense depthwise (multiplier 1, TinyEngine): a group of `group` input channels is copied
+/* In-place depthwise (multiplier 1, TinyEngine): a group of `group` input channels is copied
  * into `scratch` before the output channels of the group overwrite their slots, so the
  * output may occupy the input's memory (slot p * C + c only ever holds channel c).
  *
@@ -542,8 +501,8 @@ static inline void tm_depthwise_inplace(const tm_conv_params *p, tm_box in, tm_b
                                         int32_t pad_top, int32_t pad_left, int8_t *scratch,
                                         int32_t group) {
     int32_t c, y, x, j;
-    if (group == 1) {
-        tm_depthwise_inplace_planes(p, in, out, pad_top, pad_left, scratch);
+    if (group == 1 || p->mask) {
+        tm_depthwise_inplace_planes(p, in, out, pad_top, pad_left, scratch, 0);
         return;
     }
     {
