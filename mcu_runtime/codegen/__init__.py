@@ -9,7 +9,9 @@
 steps, patch steps with their regions and explicit pads, and fused EXPAND_DEPTHWISE ops
 alike. The generated C executes exactly what the emulator executes, so the tests compare
 the two (and TFLM) bit for bit. With ``sparse`` the filters of pruned models are stored as
-a bitmask plus their non-zero values, the flash format ``prune/budget.py`` plans with.
+per-row non-zero lists or a bitmask plus their non-zero values, whichever
+``codegen.sparse.plan_formats`` picks, never more weight flash than the bitmask format
+``prune/budget.py`` plans with.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def render(graph: Graph, plan: Plan, prefix: str = DEFAULT_PREFIX, source: str |
            sparse: bool = False) -> tuple[str, str, int]:
     """(header text, source text, const bytes) of the generated model; ``source`` names
     the model in the files' comments (default: the graph's name), ``sparse`` stores the
-    filters as bitmask + non-zero values. Every exported symbol and macro starts with
+    filters sparse (:func:`generate`). Every exported symbol and macro starts with
     ``prefix`` (``prefix_run``, ``PREFIX_ARENA_BYTES``); everything else is static. A plan
     of a streamed schedule (``patch.streamed_schedule``) gets ``prefix_run_streamed()``."""
     check_supported(graph)
@@ -248,8 +250,9 @@ def generate(graph: Graph, plan: Plan, out_dir: Path, prefix: str = DEFAULT_PREF
     """Write ``<stem>.h``, ``<stem>.c`` (:func:`file_stem`) and the runtime headers into
     ``out_dir``.
 
-    ``sparse``: pruned filters as a 1-bit-per-weight mask plus the non-zero int8 values
-    (the flash format ``prune/budget.py`` plans with); dense TFLite layouts otherwise."""
+    ``sparse``: pruned filters as per-row non-zero lists or a 1-bit-per-weight mask plus
+    the non-zero int8 values (``codegen.sparse.plan_formats``; within the flash
+    ``prune/budget.py`` plans with); dense TFLite layouts otherwise."""
     header, source, _ = render(graph, plan, prefix, sparse=sparse)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

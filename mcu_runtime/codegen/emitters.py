@@ -22,6 +22,7 @@ import numpy as np
 
 from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime import geometry, ops
+from tinymcu.mcu_runtime.codegen.sparse import count_type, plan_formats, sparse_row_lists
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.planner import Plan
 from tinymcu.mcu_runtime.schedule import Region, Step
@@ -53,8 +54,9 @@ class Box:
 class CUnit:
     """The C translation unit being built: constant arrays, parameter structs, step code.
 
-    ``sparse`` stores every conv, depthwise and fully-connected filter as a bitmask plus its
-    non-zero values (the format ``prune/budget.py`` counts flash in)."""
+    ``sparse`` stores every conv, depthwise and fully-connected filter in the format
+    ``codegen.sparse.plan_formats`` picks (dense, bitmask plus non-zero values, or per-row
+    non-zero lists), within the flash of the bitmask format ``prune/budget.py`` counts."""
 
     graph: Graph
     plan: Plan
@@ -66,6 +68,7 @@ class CUnit:
     boxes: dict[Box, int] = field(default_factory=dict)
     _names: set[str] = field(default_factory=set)
     _op_params: dict[tuple[int, str], str] = field(default_factory=dict)
+    _formats: dict[int, str] | None = None
 
     # -- constants --------------------------------------------------------------------------
 
@@ -111,6 +114,25 @@ class CUnit:
         nonzero = flat != 0
         mask = self.array(f"{tag}_mask", "uint8_t", np.packbits(nonzero, bitorder="little"))
         return self.array(f"{tag}_values", "int8_t", flat[nonzero]), mask
+
+    def filter_format(self, op: Op) -> str:
+        """How ``op``'s filter is stored: "dense" unless the unit is sparse, else its
+        format in the plan (``codegen.sparse.plan_formats``)."""
+        if not self.sparse:
+            return "dense"
+        if self._formats is None:
+            self._formats = plan_formats(self.graph)
+        return self._formats.get(op.inputs[1], "dense")
+
+    def sparse_rows(self, tag: str, rows: np.ndarray) -> dict[str, str]:
+        """The parameter fields of a filter stored as per-row non-zero lists
+        (``codegen.sparse.sparse_row_lists``), one row per output channel: ``nz`` and the
+        counts, as ``nz_count8`` (uint8) or ``nz_count`` (uint16, a row over 255 entries)."""
+        entries, counts = sparse_row_lists(np.asarray(rows).reshape(len(rows), -1))
+        ctype, _ = count_type(counts)
+        field = "nz_count8" if ctype == "uint8_t" else "nz_count"
+        return {"nz": self.array(f"{tag}_nz", "uint8_t", entries),
+                field: self.array(f"{tag}_nz_count", ctype, counts)}
 
     def op_params(self, op: Op, tag: str, ctype: str, fields: Callable[[], str]) -> str:
         """Define the op's ``static const ctype`` parameter struct once; return ``&name``."""

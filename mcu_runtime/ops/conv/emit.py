@@ -16,6 +16,7 @@ from tinymcu.mcu_runtime.codegen.emitters import (
     require_maps,
     window_pad,
 )
+from tinymcu.mcu_runtime.codegen.sparse import filter_rows
 from tinymcu.mcu_runtime.ir import Op
 from tinymcu.mcu_runtime.ops.conv import conv_params, runs_as_gemm
 from tinymcu.mcu_runtime.schedule import Step
@@ -24,31 +25,44 @@ from tinymcu.mcu_runtime.schedule import Step
 def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
                 kbias: bool = False) -> str:
     """The ``tm_conv_params`` initializer of a conv or depthwise op (its ConvParams plus the
-    filter, bias, multiplier and shift arrays). ``gemm``: a dense CONV_2D run by
-    ``tm_conv2d_gemm``, whose filter is the paired layout plus the folded bias instead;
-    ``kbias``: the folded bias next to the plain filter (the fused expand's dot products)."""
+    filter, bias, multiplier and shift arrays). ``gemm``: a CONV_2D run by
+    ``tm_conv2d_gemm`` when its filter is dense, whose filter is then the paired layout plus
+    the folded bias instead of the bias; ``kbias``: the folded bias next to the plain
+    filter (the fused expand's dot products). A sparse unit stores the filter in the format
+    ``CUnit.filter_format`` gives: dense, the bitmask, or per-row non-zero lists (CONV_2D;
+    with the folded bias, run by the same GEMM)."""
     g = unit.graph
     p = conv_params(op, g)
     check_shift(p.shift, f"op {op.index} {op.kind}")
     check_mult(p.mult, f"op {op.index} {op.kind}")
-    rows = np.asarray(g.tensors[op.inputs[1]].data)
-    if op.kind == "DEPTHWISE_CONV_2D":  # sparse rows are channel-major: (C*M, KH*KW)
-        rows = rows.reshape(-1, g.tensors[op.outputs[0]].shape[-1]).T
-    if gemm:  # the GEMM's paired layout; `filter` stays NULL
-        w, mask = "NULL", None
+    fmt = unit.filter_format(op)
+    rows = filter_rows(op, g)
+    extra: dict[str, str] = {}
+    w, b = "NULL", "NULL"
+    if fmt == "lists":  # `filter` and `bias` stay NULL
+        assert p.kernel_bias is not None
+        extra = {**unit.sparse_rows(tag, rows),
+                 "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
+    elif fmt == "dense" and gemm:  # the GEMM's paired layout; `filter` and `bias` NULL
+        assert p.kernel_bias is not None
+        extra = {"wpairs": unit.array(f"{tag}_wpairs", "int8_t", pair_rows(rows)),
+                 "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
     else:
-        w, mask = unit.filter_arrays(op.inputs[1], tag, rows)
-    b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        if fmt == "mask":
+            w, mask = unit.filter_arrays(op.inputs[1], tag, rows)
+            extra = mask_field(mask)
+            has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+            if op.kind == "CONV_2D" and not kbias and has_bias:  # the bitmask GEMM
+                assert p.kernel_bias is not None  # kbias replaces the bias: same bytes
+                extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
+        else:
+            w = unit.tensor_array(op.inputs[1], f"{tag}_filter")
+            if kbias and p.kernel_bias is not None:
+                extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
+        if "kbias" not in extra or kbias:
+            b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
     m = unit.array(f"{tag}_mult", "int32_t", p.mult)
     s = unit.array(f"{tag}_shift", "int32_t", p.shift)
-    extra = mask_field(mask)
-    if kbias and mask is None and p.kernel_bias is not None:
-        extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
-    if gemm:
-        assert p.kernel_bias is not None
-        extra["wpairs"] = unit.array(f"{tag}_wpairs", "int8_t", pair_rows(
-            rows.reshape(rows.shape[0], -1)))
-        extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
     bias = g.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     if requant_bounded(np.asarray(g.tensors[op.inputs[1]].data).reshape(-1, p.mult.size)
                        if op.kind == "DEPTHWISE_CONV_2D" else
@@ -131,6 +145,8 @@ def emit_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     pad = window_pad(op, unit.graph, step, src, dst)
     p = unit.op_params(op, "conv", "tm_conv_params",
                        lambda: conv_fields(unit, op, f"op{op.index}",
-                                           not unit.sparse and runs_as_gemm(op, unit.graph)))
+                                           runs_as_gemm(op, unit.graph)))
     scratch = unit.scratch(i) or "NULL"  # the im2col buffer, when planned
-    return [f"tm_conv2d({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch});"]
+    kernel = {"lists": "tm_conv2d_lists", "mask": "tm_conv2d_masked"}.get(
+        unit.filter_format(op), "tm_conv2d")
+    return [f"{kernel}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch});"]

@@ -7,9 +7,12 @@
  * box are skipped, which equals padding with the input zero point. A patch step passes the
  * box it reads (a tile plus halo) and pads only at the real image border.
  *
- * Sparse weights (pruned models): when `mask` is set, the filter is stored as one bit per
+ * Sparse weights (pruned models) come in two formats. Per-row non-zero lists (`nz`, the
+ * CONV_2D and FULLY_CONNECTED format when it is no larger than the bitmask; see
+ * tm_sparse_dot2): the kernels touch only the non-zero weights, with the input zero point
+ * and the bias folded into `kbias` as in the dense GEMM. The bitmask (`mask`): one bit per
  * weight (bit i of the row-major filter at mask[i / 8] >> (i % 8)) plus only the non-zero
- * values, in order. Every kernel walks its filter rows in storage order, so the values are
+ * values, in order; every kernel walks its filter rows in storage order, so the values are
  * read with a running pointer and no index. Depthwise filters are stored channel-major
  * (C*M rows of KH*KW taps) for that reason; dense ones keep TFLite's 1HW(C*M) layout.
  */
@@ -36,6 +39,11 @@ typedef struct {
     /* 1: the generator proved every accumulator below 2^29 and every shift <= -1, so the
      * short requantization (tm_rq_out_fast) is exact */
     int32_t fast_rq;
+    /* sparse CONV_2D as per-row non-zero lists (tm_conv2d_lists; `filter`, `bias` and `mask`
+     * are then NULL, `kbias` is set): the entries and each row's entry count */
+    const uint8_t *nz;
+    const uint16_t *nz_count; /* NULL when every row has at most 255 entries: */
+    const uint8_t *nz_count8;
 } tm_conv_params;
 
 static inline int8_t tm_conv_out(const tm_conv_params *p, int32_t acc, int32_t oc) {
@@ -320,6 +328,318 @@ static inline void tm_gemm2(const int8_t *col0, const int8_t *col1, const int8_t
     }
 }
 
+/* ---- sparse GEMM core (per-row non-zero lists) --------------------------------------------
+ * A pruned filter row is a list of entries, two bytes each: the distance in taps from the
+ * previous entry (from tap 0 for the row's first; uint8) and the int8 weight. A gap of more
+ * than 255 taps takes extra entries of weight 0 (they add nothing), so the inner loop is
+ * just x += delta; acc += *x * w, over the non-zero weights only
+ * (ops/conv/emit.py, codegen/emitters.py sparse_row_lists). Two columns share each entry:
+ * column 1 is `off` bytes after column 0 (both in the arena).
+ *
+ * With the DSP extension two entries are one word load: uxtab adds a delta to the column
+ * pointer, sxtb with rotation extracts a weight, so an entry costs 7 instructions for 2
+ * MACs; inline assembly so that GCC keeps every operand in a register at -Os. */
+TM_INLINE const uint8_t *tm_sparse_dot2(const uint8_t *nz, int32_t n, const int8_t *x,
+                                        int32_t off, int32_t *acc) {
+    int32_t s0 = acc[0], s1 = acc[1];
+#if TM_ASM
+    int32_t pairs = n >> 1;
+    if (pairs > 0) {
+        uint32_t e, w, a;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[e], [%[nz]], #4\n\t"
+            "uxtab %[x], %[x], %[e]\n\t"
+            "sxtb %[w], %[e], ror #8\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "ldrsb %[a], [%[x], %[off]]\n\t"
+            "mla %[s1], %[a], %[w], %[s1]\n\t"
+            "uxtab %[x], %[x], %[e], ror #16\n\t"
+            "asr %[w], %[e], #24\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "ldrsb %[a], [%[x], %[off]]\n\t"
+            "mla %[s1], %[a], %[w], %[s1]\n\t"
+            "subs %[pairs], %[pairs], #1\n\t"
+            "bne 1b\n\t"
+            : [nz] "+r"(nz), [x] "+r"(x), [pairs] "+r"(pairs), [s0] "+r"(s0), [s1] "+r"(s1),
+              [e] "=&r"(e), [w] "=&r"(w), [a] "=&r"(a)
+            : [off] "r"(off)
+            : "cc", "memory");
+    }
+    n &= 1;
+#endif
+    for (; n > 0; --n, nz += 2) {
+        const int32_t w = (int8_t)nz[1];
+        x += nz[0];
+        s0 += x[0] * w;
+        s1 += x[off] * w;
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    return nz;
+}
+
+/* One column (the last pixel of an odd count, FULLY_CONNECTED with one batch row). */
+TM_INLINE const uint8_t *tm_sparse_dot1(const uint8_t *nz, int32_t n, const int8_t *x,
+                                        int32_t *acc) {
+    int32_t s0 = *acc;
+#if TM_ASM
+    int32_t pairs = n >> 1;
+    if (pairs > 0) {
+        uint32_t e, w, a;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[e], [%[nz]], #4\n\t"
+            "uxtab %[x], %[x], %[e]\n\t"
+            "sxtb %[w], %[e], ror #8\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "uxtab %[x], %[x], %[e], ror #16\n\t"
+            "asr %[w], %[e], #24\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "subs %[pairs], %[pairs], #1\n\t"
+            "bne 1b\n\t"
+            : [nz] "+r"(nz), [x] "+r"(x), [pairs] "+r"(pairs), [s0] "+r"(s0), [e] "=&r"(e),
+              [w] "=&r"(w), [a] "=&r"(a)
+            :
+            : "cc", "memory");
+    }
+    n &= 1;
+#endif
+    for (; n > 0; --n, nz += 2) {
+        x += nz[0];
+        s0 += x[0] * (int8_t)nz[1];
+    }
+    *acc = s0;
+    return nz;
+}
+
+/* The sparse filter of a GEMM: entries and per-row entry counts (count8 when every row has
+ * at most 255 entries, else count). */
+typedef struct {
+    const uint8_t *nz;
+    const uint16_t *count;
+    const uint8_t *count8;
+} tm_sparse_rows;
+
+TM_INLINE int32_t tm_sparse_count(const tm_sparse_rows *w, int32_t o) {
+    return w->count8 ? w->count8[o] : w->count[o];
+}
+
+/* Four columns (column j at col0 + off[j], off[0] = 0): the 1x1 conv's pixels, one entry
+ * costs 13 instructions for 4 MACs with the DSP extension. */
+TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8_t *x,
+                                        const int32_t *off, int32_t *acc) {
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    const int32_t o1 = off[1], o2 = off[2], o3 = off[3];
+#if TM_ASM
+    if (n > 0) {
+        uint32_t e, w, a;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldrh %[e], [%[nz]], #2\n\t"
+            "uxtab %[x], %[x], %[e]\n\t"
+            "sxtb %[w], %[e], ror #8\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "ldrsb %[a], [%[x], %[o1]]\n\t"
+            "mla %[s1], %[a], %[w], %[s1]\n\t"
+            "ldrsb %[a], [%[x], %[o2]]\n\t"
+            "mla %[s2], %[a], %[w], %[s2]\n\t"
+            "ldrsb %[a], [%[x], %[o3]]\n\t"
+            "mla %[s3], %[a], %[w], %[s3]\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b\n\t"
+            : [nz] "+r"(nz), [x] "+r"(x), [n] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1),
+              [s2] "+r"(s2), [s3] "+r"(s3), [e] "=&r"(e), [w] "=&r"(w), [a] "=&r"(a)
+            : [o1] "r"(o1), [o2] "r"(o2), [o3] "r"(o3)
+            : "cc", "memory");
+    }
+#else
+    for (; n > 0; --n, nz += 2) {
+        const int32_t w = (int8_t)nz[1];
+        x += nz[0];
+        s0 += x[0] * w;
+        s1 += x[o1] * w;
+        s2 += x[o2] * w;
+        s3 += x[o3] * w;
+    }
+#endif
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+    return nz;
+}
+
+/* m columns (1 or 2; column j at col0 + off[j], off[0] = 0, all in the arena) through
+ * all n sparse rows: row o's int8 result for column j goes to dst[j][o], requantized as the
+ * dense GEMM does (tm_gemm2). The outputs never overlap the columns (CONV_2D and
+ * FULLY_CONNECTED are never in place). */
+static inline void tm_sparse_gemm(const int8_t *col0, const int32_t *off, int32_t m,
+                                  const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                  int8_t *const *dst) {
+    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
+    const uint8_t *nz = w->nz;
+    const int32_t fast = q->fast;
+    int32_t o, j, acc[2];
+    for (o = 0; o < n; ++o) {
+        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
+        const int32_t count = tm_sparse_count(w, o);
+        acc[0] = acc[1] = q->kbias[o];
+        if (m == 2) {
+            nz = tm_sparse_dot2(nz, count, col0, off[1], acc);
+        } else {
+            nz = tm_sparse_dot1(nz, count, col0, acc);
+        }
+        for (j = 0; j < m; ++j) {
+            dst[j][o] = TM_GEMM_OUT(fast, r, cl, acc[j]);
+        }
+    }
+}
+
+/* tm_sparse_gemm for 4 columns with the requantization form fixed (`fast` is a constant
+ * at both calls, so each loop is compiled with one form and its accumulators in registers). */
+TM_INLINE void tm_sparse_gemm4_rows(const int8_t *col0, const int32_t *off,
+                                    const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                    int8_t *const *dst, int32_t fast) {
+    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
+    const uint8_t *nz = w->nz;
+    int8_t *d0 = dst[0], *d1 = dst[1], *d2 = dst[2], *d3 = dst[3];
+    int32_t o, acc[4];
+    for (o = 0; o < n; ++o) {
+        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
+        int8_t y0, y1, y2, y3;
+        acc[0] = acc[1] = acc[2] = acc[3] = q->kbias[o];
+        nz = tm_sparse_dot4(nz, tm_sparse_count(w, o), col0, off, acc);
+        y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
+        y1 = TM_GEMM_OUT(fast, r, cl, acc[1]);
+        y2 = TM_GEMM_OUT(fast, r, cl, acc[2]);
+        y3 = TM_GEMM_OUT(fast, r, cl, acc[3]);
+        d0[o] = y0;
+        d1[o] = y1;
+        d2[o] = y2;
+        d3[o] = y3;
+    }
+}
+
+static inline void tm_sparse_gemm4(const int8_t *col0, const int32_t *off,
+                                   const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                   int8_t *const *dst) {
+    if (q->fast) {
+        tm_sparse_gemm4_rows(col0, off, w, n, q, dst, 1);
+    } else {
+        tm_sparse_gemm4_rows(col0, off, w, n, q, dst, 0);
+    }
+}
+
+/* Columns col0 and col1 (col1 NULL: one column) through the sparse rows (tm_sparse_gemm). */
+TM_INLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1, const tm_sparse_rows *w,
+                               int32_t n, const tm_gemm_q *q, int8_t *dst0, int8_t *dst1) {
+    const int32_t off[2] = {0, col1 ? (int32_t)(col1 - col0) : 0};
+    int8_t *const dst[2] = {dst0, dst1};
+    tm_sparse_gemm(col0, off, col1 ? 2 : 1, w, n, q, dst);
+}
+
+/* A sparse 1x1 CONV_2D that never pads (tm_conv_pointwise): its columns are the input
+ * pixels, four output pixels (raster order across the box) per pass through the rows. */
+static inline void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in,
+                                              tm_box out) {
+    const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
+                         p->fast_rq};
+    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
+    const int32_t total = out.h * out.w;
+    int32_t i, j, m, oy = 0, ox = 0, off[4];
+    int8_t *dst[4];
+    for (i = 0; i < total; i += m) {
+        const int8_t *c0 = tm_at(in, oy * p->sh, ox * p->sw);
+        m = total - i >= 4 ? 4 : (total - i >= 2 ? 2 : 1);
+        for (j = 0; j < m; ++j) {
+            off[j] = (int32_t)(tm_at(in, oy * p->sh, ox * p->sw) - c0);
+            dst[j] = tm_at(out, oy, ox);
+            if (++ox == out.w) {
+                ox = 0;
+                ++oy;
+            }
+        }
+        if (m == 4) {
+            tm_sparse_gemm4(c0, off, &sp, out.c, &q, dst);
+        } else {
+            tm_sparse_gemm(c0, off, m, &sp, out.c, &q, dst);
+        }
+    }
+}
+
+/* ---- sparse GEMM core (bitmask) --------------------------------------------------------
+ * The bitmask format walked over GEMM columns: row o's K bits start at bit o * K of the
+ * mask (rows are not byte aligned), and its non-zero values follow the previous row's. The
+ * walk takes up to 24 bits at a time from an unaligned word (bytewise at the mask's end,
+ * which it never reads past) and visits only the set bits (count trailing zeros), with the
+ * input zero point and bias folded into kbias as in the other GEMMs. */
+TM_INLINE int32_t tm_ctz(uint32_t m) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(m);
+#else
+    int32_t n = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        ++n;
+    }
+    return n;
+#endif
+}
+
+/* Up to 24 mask bits from bit `bit` on (of a mask of `bytes` bytes), low bit first. */
+TM_INLINE uint32_t tm_mask_bits(const uint8_t *mask, int32_t bytes, int32_t bit) {
+    const int32_t b = bit >> 3;
+    uint32_t v;
+    if (b + 4 <= bytes) {
+        v = tm_load32((const int8_t *)(const void *)(mask + b));
+    } else {
+        int32_t i;
+        v = 0;
+        for (i = 0; b + i < bytes && i < 4; ++i) {
+            v |= (uint32_t)mask[b + i] << (8 * i);
+        }
+    }
+    return v >> (bit & 7);
+}
+
+/* Columns col0 and col1 (col1 NULL: one column) through all n rows of a bitmask filter of
+ * K taps per row: row o's result goes to dst0[o] and dst1[o] (tm_gemm2's requantization). */
+static inline void tm_mask_gemm2(const int8_t *col0, const int8_t *col1, const uint8_t *mask,
+                                 const int8_t *values, int32_t k, int32_t n,
+                                 const tm_gemm_q *q, int8_t *dst0, int8_t *dst1) {
+    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
+    const int32_t bytes = (int32_t)(((int64_t)n * k + 7) / 8), fast = q->fast;
+    const int32_t off = col1 ? (int32_t)(col1 - col0) : 0;
+    int32_t o, bit = 0;
+    for (o = 0; o < n; ++o) {
+        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
+        int32_t s0 = q->kbias[o], s1 = s0, t;
+        for (t = 0; t < k; t += 24, bit += 24) {
+            const int32_t span = k - t < 24 ? k - t : 24;
+            uint32_t m = tm_mask_bits(mask, bytes, bit) & ((1u << span) - 1u);
+            const int8_t *x = col0 + t;
+            while (m) {
+                const int32_t j = tm_ctz(m);
+                const int32_t w = *values++;
+                s0 += x[j] * w;
+                s1 += x[j + off] * w;
+                m &= m - 1u;
+            }
+        }
+        bit += k - t; /* t overshot k by the last chunk's shortfall */
+        dst0[o] = TM_GEMM_OUT(fast, r, cl, s0);
+        if (col1) {
+            dst1[o] = TM_GEMM_OUT(fast, r, cl, s1);
+        }
+    }
+}
+
 /* n bytes from src to dst (a word at a time; the regions do not overlap). */
 TM_INLINE void tm_copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
     for (; n >= 4; n -= 4, dst += 4, src += 4) {
@@ -357,16 +677,21 @@ static inline void tm_im2col(const tm_conv_params *p, tm_box in, int32_t oy, int
     }
 }
 
-/* Dense CONV_2D as a GEMM over output pixel pairs (raster order across the box). A 1x1
- * window without padding (scratch NULL) reads its columns straight from the input pixels;
- * any other window gathers two columns into `scratch` (2 * KH * KW * C bytes, planned by
- * Conv2D.scratch_bytes). */
-static inline void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
-                                  int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+/* CONV_2D as a GEMM over output pixel pairs (raster order across the box): `kind` (a
+ * constant at every call, so only one GEMM is compiled in) is TM_GEMM_DENSE (the paired
+ * filter), TM_GEMM_LISTS (non-zero lists) or TM_GEMM_MASK (the bitmask). A 1x1 window without padding (scratch NULL) reads its
+ * columns straight from the input pixels; any other window gathers two columns into
+ * `scratch` (2 * KH * KW * C bytes, planned by Conv2D.scratch_bytes). */
+enum { TM_GEMM_DENSE, TM_GEMM_LISTS, TM_GEMM_MASK };
+
+TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
+                              int32_t pad_top, int32_t pad_left, int8_t *scratch,
+                              int32_t kind) {
     const int32_t k = p->kh * p->kw * in.c;
     const int32_t n = out.h * out.w;
     const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
                          p->fast_rq};
+    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
     int32_t i, oy = 0, ox = 0;
     for (i = 0; i < n; i += 2) {
         const int32_t last = i + 1 == n;
@@ -384,14 +709,23 @@ static inline void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out
             c0 = tm_at(in, oy * p->sh, ox * p->sw);
             c1 = last ? c0 : tm_at(in, oy1 * p->sh, ox1 * p->sw);
         }
-        tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
+        if (kind == TM_GEMM_LISTS) {
+            tm_sparse_gemm2(c0, last ? NULL : c1, &sp, out.c, &q, d0, d1);
+        } else if (kind == TM_GEMM_MASK) {
+            tm_mask_gemm2(c0, last ? NULL : c1, p->mask, p->filter, k, out.c, &q, d0, d1);
+        } else {
+            tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
+        }
         oy = ox1 + 1 == out.w ? oy1 + 1 : oy1;
         ox = ox1 + 1 == out.w ? 0 : ox1 + 1;
     }
 }
 
+/* The direct bitmask loop (a test per weight). With kbias (the bias and the input zero
+ * point folded) it sums raw products, else (x - zp) * w plus the bias. */
 static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box out,
                                     int32_t pad_top, int32_t pad_left) {
+    const int32_t zsub = p->kbias ? 0 : p->in_zp;
     int32_t oy, ox, oc, ky, kx, ic;
     for (oy = 0; oy < out.h; ++oy) {
         for (ox = 0; ox < out.w; ++ox) {
@@ -399,7 +733,7 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
             const int8_t *v = p->filter;
             int32_t bit = 0;
             for (oc = 0; oc < out.c; ++oc) {
-                int32_t acc = 0;
+                int32_t acc = p->kbias ? p->kbias[oc] : 0;
                 for (ky = 0; ky < p->kh; ++ky) {
                     const int32_t iy = oy * p->sh - pad_top + ky * p->dh;
                     for (kx = 0; kx < p->kw; ++kx) {
@@ -408,10 +742,9 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
                         const int8_t *src = valid ? tm_at(in, iy, ix) : 0;
                         for (ic = 0; ic < in.c; ++ic, ++bit) {
                             if (tm_bit(p->mask, bit)) {
-                                const int32_t w = *v++;
-                                if (valid) {
-                                    acc += ((int32_t)src[ic] - p->in_zp) * w;
-                                }
+                                /* outside the box the tap reads the zero point */
+                                const int32_t x = valid ? (int32_t)src[ic] : p->in_zp;
+                                acc += (x - zsub) * (int32_t)*v++;
                             }
                         }
                     }
@@ -422,19 +755,87 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
     }
 }
 
-/* CONV_2D: the GEMM when the generator emitted the paired filter (`scratch` is then the
- * im2col buffer of a window conv, NULL for a 1x1); else the direct loop below (sparse
- * filters, or a window conv planned without scratch, --optimize memory). */
+/* Sparse (non-zero lists) CONV_2D without columns: a window conv planned without the im2col
+ * buffer (--optimize memory), or a 1x1 that pads. Each entry's tap index is followed as
+ * (ky, kx, channel) while walking the row; a tap outside the input box reads the input zero
+ * point, which kbias cancels exactly as in the im2col columns. */
+static inline void tm_conv2d_sparse_direct(const tm_conv_params *p, tm_box in, tm_box out,
+                                           int32_t pad_top, int32_t pad_left) {
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
+    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
+    int32_t oy, ox, o, n;
+    for (oy = 0; oy < out.h; ++oy) {
+        for (ox = 0; ox < out.w; ++ox) {
+            const int32_t iy0 = oy * p->sh - pad_top, ix0 = ox * p->sw - pad_left;
+            const uint8_t *nz = p->nz;
+            int8_t *dst = tm_at(out, oy, ox);
+            for (o = 0; o < out.c; ++o) {
+                const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
+                int32_t acc = p->kbias[o], c = 0, kx = 0, ky = 0;
+                for (n = tm_sparse_count(&sp, o); n > 0; --n, nz += 2) {
+                    int32_t iy, ix;
+                    c += nz[0];
+                    while (c >= in.c) {
+                        c -= in.c;
+                        if (++kx == p->kw) {
+                            kx = 0;
+                            ++ky;
+                        }
+                    }
+                    iy = iy0 + ky * p->dh;
+                    ix = ix0 + kx * p->dw;
+                    acc += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w
+                                ? (int32_t)tm_at(in, iy, ix)[c] : p->in_zp) * (int8_t)nz[1];
+                }
+                dst[o] = TM_GEMM_OUT(p->fast_rq, r, cl, acc);
+            }
+        }
+    }
+}
+
+/* True when a 1x1 conv's every output pixel reads one input pixel of the box (no padding
+ * reaches it): its GEMM columns are the input pixels themselves. */
+TM_INLINE int32_t tm_conv_pointwise(const tm_conv_params *p, tm_box in, tm_box out,
+                                    int32_t pad_top, int32_t pad_left) {
+    return p->kh == 1 && p->kw == 1 && pad_top == 0 && pad_left == 0 &&
+           (out.h - 1) * p->sh < in.h && (out.w - 1) * p->sw < in.w;
+}
+
+/* Sparse CONV_2D stored as non-zero lists (the generator calls it for them, so a model
+ * without dense convs links no dense GEMM): the sparse GEMM over im2col columns (`scratch`
+ * planned), over the input pixels (a 1x1 that never pads), or the direct walk. */
+static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box out,
+                                   int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+    if (scratch) {
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_LISTS);
+    } else if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+        tm_conv2d_sparse_pointwise(p, in, out);
+    } else {
+        tm_conv2d_sparse_direct(p, in, out, pad_top, pad_left);
+    }
+}
+
+/* Sparse CONV_2D stored as the bitmask (the generator calls it for them): the bitmask GEMM
+ * over im2col or pixel columns when the bias was folded (kbias), else the direct loop. */
+static inline void tm_conv2d_masked(const tm_conv_params *p, tm_box in, tm_box out,
+                                    int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+    if (p->kbias && (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left))) {
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_MASK);
+    } else {
+        tm_conv2d_sparse(p, in, out, pad_top, pad_left);
+    }
+}
+
+/* Dense CONV_2D: the GEMM when the generator emitted the paired filter (`scratch` is then
+ * the im2col buffer of a window conv, NULL for a 1x1); else the direct loop below (a window
+ * conv planned without scratch, --optimize memory). Sparse filters run tm_conv2d_lists and
+ * tm_conv2d_masked. */
 static inline void tm_conv2d(const tm_conv_params *p, tm_box in, tm_box out, int32_t pad_top,
                              int32_t pad_left, int8_t *scratch) {
     int32_t oy, ox, oc, ky, kx, ic;
     const int32_t taps = p->kh * p->kw * in.c;
-    if (p->mask) {
-        tm_conv2d_sparse(p, in, out, pad_top, pad_left);
-        return;
-    }
     if (p->wpairs) {
-        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch);
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_DENSE);
         return;
     }
     for (oy = 0; oy < out.h; ++oy) {

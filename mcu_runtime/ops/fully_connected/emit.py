@@ -26,21 +26,28 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
         check_mult(p.mult, f"op {op.index} FULLY_CONNECTED")
         tag = f"op{op.index}"
         extra: dict[str, str] = {}
-        if p.kernel_bias is not None and not unit.sparse:  # the GEMM (tm_conv.h)
-            w, mask = "NULL", None
-            wts = np.asarray(g.tensors[op.inputs[1]].data)
+        wts = np.asarray(g.tensors[op.inputs[1]].data)
+        fmt = unit.filter_format(op)
+        bias = g.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 \
+            else None
+        w, mask, b = "NULL", None, "NULL"
+        if fmt == "lists":  # the sparse GEMM (tm_conv.h); bias and zero point in kbias
+            assert p.kernel_bias is not None
+            extra = {**unit.sparse_rows(tag, wts),
+                     "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
+        elif fmt == "dense" and p.kernel_bias is not None:  # the GEMM (tm_conv.h)
             extra = {"wpairs": unit.array(f"{tag}_wpairs", "int8_t", pair_rows(wts)),
                      "kbias": unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)}
-            bias = g.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 \
-                else None
-            if requant_bounded(wts.T, bias, p.shift):
-                extra["fast_rq"] = "1"
-        elif p.w_zp == 0:  # a zero weight then contributes nothing and may be left out
-            w, mask = unit.filter_arrays(op.inputs[1], tag,
-                                         np.asarray(g.tensors[op.inputs[1]].data))
-        else:
-            w, mask = unit.tensor_array(op.inputs[1], f"{tag}_weights"), None
-        b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        else:  # the bitmask (weights zero point 0), or dense weights with a zero point
+            w, mask = unit.filter_arrays(op.inputs[1], tag, wts) if fmt == "mask" else (
+                unit.tensor_array(op.inputs[1], f"{tag}_weights"), None)
+            if mask is not None and bias is not None:  # the bitmask GEMM: kbias, same bytes
+                assert p.kernel_bias is not None
+                extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
+            else:
+                b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
+        if "kbias" in extra and requant_bounded(wts.T, bias, p.shift):
+            extra["fast_rq"] = "1"
         m = unit.array(f"{tag}_mult", "int32_t", p.mult)
         s = unit.array(f"{tag}_shift", "int32_t", p.shift)
         return c_struct(weights=w, bias=b, mult=m, shift=s, in_n=p.depth, out_n=p.units,
@@ -49,5 +56,9 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
 
     p = unit.op_params(op, "fc", "tm_fc_params", fields)
     src, dst = unit.in_box(step, op.inputs[0]), unit.out_box(step, op)
-    return [f"tm_fully_connected({p}, (const int8_t *)(tm_arena + {src.offset}), "
+    fmt = unit.filter_format(op)
+    has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+    kernel = "tm_fully_connected_sparse" if fmt == "lists" or (fmt == "mask" and has_bias) \
+        else "tm_fully_connected"
+    return [f"{kernel}({p}, (const int8_t *)(tm_arena + {src.offset}), "
             f"(int8_t *)(tm_arena + {dst.offset}));"]

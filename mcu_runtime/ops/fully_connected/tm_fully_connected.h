@@ -1,5 +1,5 @@
 /* tinymcu runtime: FULLY_CONNECTED int8 (TFLite reference_integer_ops::FullyConnected),
- * dense or sparse weights. */
+ * dense or sparse weights (non-zero lists or bitmask, tm_conv.h). */
 #ifndef TM_FULLY_CONNECTED_H
 #define TM_FULLY_CONNECTED_H
 
@@ -18,7 +18,35 @@ typedef struct {
     const int8_t *wpairs;
     const int32_t *kbias;
     int32_t fast_rq; /* as tm_conv_params.fast_rq */
+    /* sparse, w_zp 0: per-row non-zero lists (tm_fully_connected_sparse; `weights`, `bias`
+     * and `mask` are then NULL, `kbias` is set; a bitmask filter with a bias has `kbias`
+     * instead of `bias` too) */
+    const uint8_t *nz;
+    const uint16_t *nz_count;
+    const uint8_t *nz_count8;
 } tm_fc_params;
+
+/* Sparse weights with the bias folded (kbias): non-zero lists or the bitmask (the sparse
+ * GEMMs of tm_conv.h), two batch rows per pass; the generator calls it for them, so a model
+ * without dense weights links no dense GEMM. */
+static inline void tm_fully_connected_sparse(const tm_fc_params *p, const int8_t *in,
+                                             int8_t *out) {
+    const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
+                         p->fast_rq};
+    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
+    int32_t b;
+    for (b = 0; b < p->batches; b += 2) {
+        const int32_t two = b + 1 < p->batches;
+        const int8_t *c1 = two ? in + (b + 1) * p->in_n : NULL;
+        int8_t *d1 = two ? out + (b + 1) * p->out_n : NULL;
+        if (p->nz) {
+            tm_sparse_gemm2(in + b * p->in_n, c1, &sp, p->out_n, &q, out + b * p->out_n, d1);
+        } else {
+            tm_mask_gemm2(in + b * p->in_n, c1, p->mask, p->weights, p->in_n, p->out_n, &q,
+                          out + b * p->out_n, d1);
+        }
+    }
+}
 
 static inline void tm_fully_connected(const tm_fc_params *p, const int8_t *in, int8_t *out) {
     int32_t b, o, i;

@@ -1,0 +1,207 @@
+"""The sparse C kernels (per-row non-zero lists and the bitmask GEMM for CONV_2D and
+FULLY_CONNECTED, the bitmask depthwise walk) equal the Python reference kernels, and the
+format plan keeps the weights within the bitmask format's flash.
+
+Random pruned graphs — channels that are not multiples of 4, strides 1 and 2, SAME and
+VALID, 1x1 and window convs, densities down to all-zero rows and tap gaps longer than one
+list entry spans — are generated with ``sparse=True``, compiled on the host and run next to
+``emulate()`` (the numpy reference kernels) for the layer schedule, the patch schedule and
+``--optimize memory`` (no im2col buffer: the direct walks)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from patch_graphs import GraphBuilder
+from test_codegen import CC, build, run_c
+
+from tinymcu.errors import TinymcuError
+from tinymcu.mcu_runtime import patch
+from tinymcu.mcu_runtime.check import sparse_weight_bytes
+from tinymcu.mcu_runtime.codegen import generate
+from tinymcu.mcu_runtime.codegen.sparse import MAX_GAP, plan_formats, sparse_row_lists
+from tinymcu.mcu_runtime.emulator import emulate
+from tinymcu.mcu_runtime.ir import Graph
+from tinymcu.mcu_runtime.ops.conv import set_optimize
+from tinymcu.mcu_runtime.planner import plan
+from tinymcu.mcu_runtime.schedule import layer_schedule
+
+pytestmark = pytest.mark.skipif(CC is None, reason="needs a host C compiler")
+
+
+def decode_lists(entries: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+    """The (O, K) filter back from its lists, walking them as the C kernels do."""
+    rows = np.zeros((len(counts), k), np.int64)
+    pairs = entries.reshape(-1, 2)
+    e = 0
+    for o, n in enumerate(counts):
+        t = 0
+        for delta, value in pairs[e:e + n]:
+            t += int(delta)
+            assert 0 <= t < k
+            rows[o, t] += int(np.int8(np.uint8(value)))
+        e += n
+    assert e == len(pairs)
+    return rows
+
+
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 900), o=st.integers(1, 9),
+       density=st.floats(0.0, 1.0))
+@settings(max_examples=60, deadline=None)
+def test_row_lists_round_trip(seed: int, k: int, o: int, density: float) -> None:
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(-128, 128, (o, k)).astype(np.int8)
+    rows[rng.random((o, k)) >= density] = 0
+    entries, counts = sparse_row_lists(rows)
+    np.testing.assert_array_equal(decode_lists(entries, counts, k), rows)
+    assert counts.sum() >= np.count_nonzero(rows)
+    assert entries.reshape(-1, 2)[:, 0].max(initial=0) <= MAX_GAP
+
+
+def test_long_gaps_and_empty_rows_take_zero_entries() -> None:
+    rows = np.zeros((3, 700), np.int8)
+    rows[0, 600] = -5  # one weight 600 taps in: two 255-tap escapes, then the weight
+    rows[2, 0] = 7
+    entries, counts = sparse_row_lists(rows)
+    assert counts.tolist() == [3, 0, 1]
+    assert entries.tolist() == [255, 0, 255, 0, 90, 251, 0, 7]
+
+
+def prune(graph: Graph, rng: np.random.Generator, density: float) -> Graph:
+    """Keep a ``density`` share of every filter's weights (at random), and zero whole
+    output rows of some filters."""
+    tensors = list(graph.tensors)
+    for t in tensors:
+        if t.is_const and t.dtype == "int8" and t.data.ndim >= 2:
+            w = np.where(rng.random(t.data.shape) < density, t.data, 0).astype(np.int8)
+            if w.ndim == 4 and w.shape[0] > 1:  # conv rows (depthwise: one row of taps)
+                w[rng.random(w.shape[0]) < 0.2] = 0
+            tensors[t.index] = replace(t, data=w)
+    return replace(graph, tensors=tensors)
+
+
+def random_graph(rng: np.random.Generator) -> Graph:
+    """Input, one or two convs (1x1 or window, stride 1/2, SAME/VALID), each maybe followed
+    by a depthwise, then a fully-connected head or nothing."""
+    b = GraphBuilder((int(rng.integers(3, 12)), int(rng.integers(3, 12)),
+                      int(rng.integers(1, 40))), seed=int(rng.integers(1 << 30)))
+    x = b.input
+    for _ in range(int(rng.integers(1, 3))):
+        kernel = int(rng.choice([1, 3, 5]))
+        stride = int(rng.integers(1, 3))
+        padding = str(rng.choice(["SAME", "VALID"]))
+        _, h, w, _ = b.shape(x)
+        if padding == "VALID" and kernel > min(h, w):
+            padding = "SAME"
+        x = b.conv(x, int(rng.integers(1, 30)), kernel=kernel, stride=stride, padding=padding,
+                   activation=str(rng.choice(["NONE", "RELU", "RELU6"])))
+        if rng.random() < 0.5:
+            x = b.conv(x, 0, kernel=int(rng.choice([3, 5])), stride=int(rng.integers(1, 3)),
+                       depthwise=True, activation="NONE")
+    # a head (FULLY_CONNECTED) or the last conv's own output, unclamped by pooling
+    return b.build(b.head(x, int(rng.integers(2, 12))) if rng.random() < 0.5 else x)
+
+
+def check_c_equals_reference(graph: Graph, out: Path, rng: np.random.Generator) -> str:
+    """Generate sparse C for the layer and (when one exists) the patch schedule, run it on
+    random inputs and compare with ``emulate()``; the layer model's C text."""
+    shape = graph.tensors[graph.inputs[0]].shape
+    inputs = [rng.integers(-128, 128, shape).astype(np.int8) for _ in range(3)]
+    schedules = [layer_schedule(graph)]
+    try:
+        schedules.append(patch.search(graph).schedule)
+    except TinymcuError:
+        pass  # no legal split
+    text = ""
+    for k, sched in enumerate(schedules):
+        p = plan(graph, sched)
+        generate(graph, p, out / str(k), sparse=True)
+        text = text or (out / str(k) / "model.c").read_text()
+        ys = run_c(build(out / str(k)), inputs, graph.tensors[graph.outputs[0]].shape)
+        for i, (x, y) in enumerate(zip(inputs, ys, strict=True)):
+            np.testing.assert_array_equal(y, emulate(graph, p, [x], seed=i).outputs[0],
+                                          err_msg=f"{sched.kind} input {i}")
+    return text
+
+
+@settings(max_examples=14, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1),
+       density=st.sampled_from([0.0, 0.03, 0.1, 0.3, 0.6, 0.9]), memory=st.booleans())
+def test_sparse_c_kernels_equal_the_reference(seed: int, density: float, memory: bool,
+                                              tmp_path: Path) -> None:
+    rng = np.random.default_rng(seed)
+    graph = prune(random_graph(rng), rng, density)
+    if memory:  # no im2col buffer: window convs stored as lists walk the taps directly
+        graph = set_optimize(graph, "memory")
+    text = check_c_equals_reference(graph, tmp_path / f"c{seed}", rng)
+    formats = set(plan_formats(graph).values())
+    assert ("_nz[" in text) == ("lists" in formats)
+    assert ("_mask[" in text) == ("mask" in formats)
+
+
+def test_each_list_kernel_runs(tmp_path: Path) -> None:
+    """One graph whose convs all take the lists: a 1x1 (the 4-column pointwise GEMM, 23
+    pixels: tails of 2 and 1), a strided 5x5 SAME window (im2col columns, padding), the same
+    with --optimize memory (the direct walk) and a fully-connected head."""
+    rng = np.random.default_rng(7)
+    b = GraphBuilder((7, 7, 45), seed=3)
+    x = b.conv(b.input, 13, kernel=1, activation="NONE")
+    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
+    g = prune(b.build(b.head(x, 5)), rng, 0.04)
+    for memory in (False, True):
+        graph = set_optimize(g, "memory") if memory else g
+        text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
+        assert text.count("tm_conv2d_lists(") == 2 and "tm_fully_connected_sparse(" in text
+
+
+def test_each_bitmask_kernel_runs(tmp_path: Path) -> None:
+    """The same shapes moderately pruned take the bitmask: its GEMM over pixel and im2col
+    columns (rows not byte aligned: 45 and 325 taps), the direct loop with --optimize
+    memory, the fully-connected bitmask GEMM, and a depthwise channel walk."""
+    rng = np.random.default_rng(8)
+    b = GraphBuilder((7, 7, 45), seed=4)
+    x = b.conv(b.input, 13, kernel=1, activation="NONE")
+    x = b.conv(x, 0, kernel=3, depthwise=True, activation="NONE")
+    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
+    g = prune(b.build(b.head(x, 5)), rng, 0.35)
+    assert set(plan_formats(g).values()) == {"mask"}
+    for memory in (False, True):
+        graph = set_optimize(g, "memory") if memory else g
+        text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
+        assert text.count("tm_conv2d_masked(") == 2 and "tm_fully_connected_sparse(" in text
+
+
+@given(seed=st.integers(0, 2**31 - 1), density=st.floats(0.0, 1.0))
+@settings(max_examples=25, deadline=None)
+def test_the_format_plan_stays_within_the_bitmask_budget(seed: int, density: float) -> None:
+    """Whatever it upgrades, the planned filters take no more bytes than the bitmask format
+    (``check.sparse_weight_bytes``' count of them), and a lists filter is only chosen for
+    a kind the sparse GEMM runs."""
+    rng = np.random.default_rng(seed)
+    graph = prune(random_graph(rng), rng, density)
+    formats = plan_formats(graph)
+    by_tensor = {op.inputs[1]: op for op in graph.ops if op.kind in
+                 ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")}
+    used = mask = 0
+    for t, fmt in formats.items():
+        w = np.asarray(graph.tensors[t].data)
+        op = by_tensor[t]
+        rows = w.reshape(w.shape[0], -1) if op.kind != "DEPTHWISE_CONV_2D" else \
+            w.reshape(-1, w.shape[-1]).T
+        mask += (w.size + 7) // 8 + int(np.count_nonzero(w))
+        if fmt == "lists":
+            assert op.kind in ("CONV_2D", "FULLY_CONNECTED")
+            entries, counts = sparse_row_lists(rows)
+            used += entries.size + counts.size * (1 if counts.max(initial=0) <= 255 else 2)
+        else:
+            assert fmt == "mask"
+            used += (w.size + 7) // 8 + int(np.count_nonzero(w))
+    assert used <= mask
+    others = sum(t.nbytes for t in graph.tensors if t.is_const and t.dtype != "int8")
+    assert mask == sparse_weight_bytes(graph) - others
