@@ -287,9 +287,10 @@ def _symbol_sizes(obj: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_sparse_filters_are_bit_exact_and_take_the_budgeted_flash(tmp_path: Path) -> None:
-    """VWW-96's filters hold many zeros: stored as bitmask + non-zero values (the format
-    prune/budget.py plans flash with) the model still equals TFLM, and the measured size of
-    those arrays is exactly ``check.sparse_weight_bytes`` minus the non-int8 constants."""
+    """VWW-96's filters hold many zeros: stored sparse (per filter a bitmask + non-zero
+    values, or non-zero lists where those are smaller) the model still equals TFLM, and the
+    measured size of those arrays is at most ``check.sparse_weight_bytes`` (the bitmask
+    format prune/budget.py plans flash with) minus the non-int8 constants."""
     path = DATA / "vww_96_int8.tflite"
     r = codegen_model(path, tmp_path / "vww", sparse=True)
     dense = codegen_model(path, tmp_path / "dense")
@@ -300,9 +301,11 @@ def test_sparse_filters_are_bit_exact_and_take_the_budgeted_flash(tmp_path: Path
     subprocess.run([CC, *CFLAGS, "-c", "-I", str(tmp_path / "vww"),
                     str(tmp_path / "vww" / "model.c"), "-o", str(obj)], check=True)
     sizes = _symbol_sizes(obj)
-    measured = sum(n for name, (_, n) in sizes.items() if name.endswith(("_mask", "_values")))
+    measured = sum(n for name, (_, n) in sizes.items()
+                   if name.endswith(("_mask", "_values", "_nz", "_nz_count")))
     other = sum(t.nbytes for t in r.graph.tensors if t.is_const and t.dtype != "int8")
-    assert measured == sparse_weight_bytes(r.graph) - other
+    assert 0.8 * (sparse_weight_bytes(r.graph) - other) < measured
+    assert measured <= sparse_weight_bytes(r.graph) - other
     assert not any(name.endswith("_filter") or name.endswith("_weights") for name in sizes)
     assert r.const_bytes < dense.const_bytes / 2
 
