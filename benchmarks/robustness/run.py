@@ -44,6 +44,8 @@ MODELS = ["hello_world_int8", "keras_flatten_plumbing_int8", "micro_speech_quant
 KWS = DATA / "kws_ref_model.tflite"
 RESULTS = ROOT / "benchmarks" / "results" / "robustness.md"
 TINYMCU = [sys.executable, "-m", "tinymcu"]
+#: stderr lines of each interruption case kept in robustness.json (why a case failed)
+STDERR_KEPT = 40
 
 
 # ---- 1. mutants -------------------------------------------------------------------------
@@ -315,7 +317,7 @@ def run_interrupts(work: Path, quick: bool) -> list[dict]:
                      "lines": len(lines), "hang": r.hung, "seconds": r.seconds,
                      "partial": not complete, "stale": stale(out.parent),
                      "rss_mb": r.rss_mb, "message": lines[-1] if lines else "",
-                     **(extra or {})})
+                     "stderr_head": lines[:STDERR_KEPT], **(extra or {})})
 
     if have_fw:
         fw = d / "fw"
@@ -392,6 +394,7 @@ def _prune_cases(d: Path) -> list[dict]:
                      "lines": len(lines), "hang": hung, "seconds": secs,
                      "partial": not ckpt.exists() and res.code != 0, "stale": [],
                      "children_left": left, "rss_mb": res.rss_mb,
+                     "stderr_head": lines[:STDERR_KEPT],
                      "message": (lines[-1] if lines else "") +
                                 f" | --resume exit {res.code}"})
     return rows
