@@ -1,3 +1,3 @@
-from tinymcu.cli import main
+from tinymcu.cli import run
 
-main()
+run()

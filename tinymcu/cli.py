@@ -103,6 +103,20 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
+def run() -> None:
+    """The process entry point (`tinymcu`, `python -m tinymcu`): :func:`main`, then the end
+    without interpreter shutdown. Once a command has finished, its outputs are complete,
+    but a signal that lands while Python shuts down (TensorFlow's and torch's exit hooks
+    take a while) would find the default disposition back in place and kill the process
+    silently (exit -15); so the exit code is final here and late signals are ignored."""
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    interrupts.finish(code)
+
+
 def _internal(e: BaseException) -> None:
     if os.environ.get("TINYMCU_DEBUG"):
         raise e

@@ -34,7 +34,6 @@ GRACE_SECONDS = 8.0
 _received: list[int] = []
 _note: list[str] = []
 _reported: list[bool] = []
-_silenced: list[str] = []
 _temp_paths: set[Path] = set()
 #: our descendants when the signal arrived: ``subprocess.run`` answers the interrupt by
 #: SIGKILLing only its direct child, whose own children (the compiler's cc1/as) are then
@@ -124,19 +123,11 @@ def unregister_temp(path: Path) -> None:
         _temp_paths.discard(Path(path))
 
 
-def silence_on_signal(*loggers: str) -> None:
-    """Loggers to mute once a signal arrives: libraries whose threads report every worker
-    we stop as an error traceback (Flower, Ray) would bury the one line under pages."""
-    _silenced.extend(loggers)
-
-
 def _handler(signum: int, frame: FrameType | None) -> None:
     if _received:  # a second signal while cleaning up: the watchdog already bounds the wait
         return
     _received.append(signum)
     _at_signal[:] = descendants()
-    for name in _silenced:
-        logging.getLogger(name).disabled = True
     threading.Thread(target=_watchdog, args=(EXIT_CODES[signal.Signals(signum)],),
                      daemon=True, name="tinymcu-signal-watchdog").start()
     raise KeyboardInterrupt
@@ -168,6 +159,20 @@ def exit_now(code: int) -> None:
     while any(_alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.05)
     kill_children(signal.SIGKILL, kids + descendants())
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def finish(code: int) -> None:
+    """End the process with ``code`` after a command returned (success or a reported
+    error): signals are ignored from here on, buffered output is flushed, logging closed,
+    and the interpreter's shutdown is skipped (every with/finally clean-up already ran)."""
+    for sig in EXIT_CODES:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: no handlers
+            signal.signal(sig, signal.SIG_IGN)
+    logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
