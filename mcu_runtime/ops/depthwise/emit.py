@@ -17,12 +17,8 @@ def emit_depthwise(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     p = unit.op_params(op, "dw", "tm_conv_params",
                        lambda: conv_fields(unit, op, f"op{op.index}"))
     scratch = unit.scratch(i)
-    boxes = f"{unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}"
-    masked = unit.filter_format(op) == "mask"  # only the channel-by-channel kernels linked
     if scratch is not None:  # the planner may have put the output over the input
         group = inplace_group(op, unit.graph)
-        if masked:  # group 4: the scratch holds a padded plane
-            return [f"tm_depthwise_inplace_planes({p}, {boxes}, {scratch}, {int(group > 1)});"]
-        return [f"tm_depthwise_inplace({p}, {boxes}, {scratch}, {group});"]
-    return [f"tm_depthwise_channelwise({p}, {boxes});" if masked
-            else f"tm_depthwise({p}, {boxes});"]
+        return [f"tm_depthwise_inplace({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, "
+                f"{pad[2]}, {scratch}, {group});"]
+    return [f"tm_depthwise({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]});"]

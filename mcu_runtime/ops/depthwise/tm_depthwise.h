@@ -254,109 +254,6 @@ static inline void tm_dw_channels(const tm_conv_params *p, tm_box in, int32_t ic
     }
 }
 
-/* Bitmask depthwise filters of at most this many taps per channel (up to 8x8 windows) run
- * tm_depthwise_channel_sparse; larger ones decode the mask per output pixel. */
-#define TM_DW_SPARSE_TAPS 64
-
-/* The output pixels of one sparse depthwise channel, given its n non-zero taps (input
- * offset in the box off[], window position ty[]/tx[], weight wt[]); `fast` is a constant at
- * both calls (tm_rq_out_fast or tm_rq_out). A window inside the box needs no bounds tests
- * and starts from bias - zp * sum(w) (the input zero point folded as in the GEMM, exact
- * modulo 2^32); the interior of each row walks one input pointer. */
-TM_INLINE void tm_dw_sparse_pixels(const tm_conv_params *p, tm_box in, int32_t ic, tm_box out,
-                                   int32_t oc, int32_t pad_top, int32_t pad_left, int32_t n,
-                                   const int32_t *off, const int32_t *ty, const int32_t *tx,
-                                   const int32_t *wt, int32_t bias, int32_t fast) {
-    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
-    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
-    const int32_t zp = p->in_zp;
-    const int32_t reach_y = (p->kh - 1) * p->dh, reach_x = (p->kw - 1) * p->dw;
-    const int32_t last = in.w - 1 - reach_x + pad_left; /* the interior: ox * sw <= last */
-    const int32_t lo = pad_left > 0 ? (pad_left + p->sw - 1) / p->sw : 0;
-    const int32_t hi_raw = last < 0 ? 0 : last / p->sw + 1;
-    const int32_t hi = hi_raw > out.w ? out.w : (hi_raw < lo ? lo : hi_raw);
-    const int32_t step = p->sw * in.pix;
-    int32_t oy, ox, j, kb = bias;
-    for (j = 0; j < n; ++j) {
-        kb -= zp * wt[j];
-    }
-    for (oy = 0; oy < out.h; ++oy) {
-        const int32_t iy0 = oy * p->sh - pad_top;
-        const int32_t rows_inside = iy0 >= 0 && iy0 + reach_y < in.h;
-        int8_t *d = tm_at(out, oy, 0) + oc;
-        for (ox = 0; ox < out.w; ++ox, d += out.pix) {
-            const int32_t ix0 = ox * p->sw - pad_left;
-            int32_t acc = bias;
-            if (rows_inside && ox == lo && lo < hi) { /* the row's interior */
-                const int8_t *src = tm_at(in, iy0, ix0) + ic;
-                if (n == 1) {
-                    const int32_t o0 = off[0], w0 = wt[0];
-                    for (; ox < hi; ++ox, d += out.pix, src += step) {
-                        *d = TM_GEMM_OUT(fast, r, cl, kb + src[o0] * w0);
-                    }
-                } else {
-                    for (; ox < hi; ++ox, d += out.pix, src += step) {
-                        acc = kb;
-                        for (j = 0; j < n; ++j) {
-                            acc += src[off[j]] * wt[j];
-                        }
-                        *d = TM_GEMM_OUT(fast, r, cl, acc);
-                    }
-                }
-                --ox;
-                d -= out.pix;
-                continue;
-            }
-            for (j = 0; j < n; ++j) {
-                const int32_t iy = iy0 + ty[j], ix = ix0 + tx[j];
-                if (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w) {
-                    acc += ((int32_t)tm_at(in, iy, ix)[ic] - zp) * wt[j];
-                }
-            }
-            *d = TM_GEMM_OUT(fast, r, cl, acc);
-        }
-    }
-}
-
-/* Output channel `oc` of a sparse (bitmask) depthwise filter: the channel's mask is decoded
- * once into a list of its non-zero taps, so each output pixel touches only those
- * (tm_dw_sparse_pixels), and a channel with no weight left is its requantized bias
- * everywhere. Returns where channel oc + 1's values start. */
-static inline const int8_t *tm_depthwise_channel_sparse(const tm_conv_params *p, tm_box in,
-                                                        int32_t ic, tm_box out, int32_t oc,
-                                                        int32_t pad_top, int32_t pad_left,
-                                                        const int8_t *values) {
-    int32_t off[TM_DW_SPARSE_TAPS], ty[TM_DW_SPARSE_TAPS], tx[TM_DW_SPARSE_TAPS];
-    int32_t wt[TM_DW_SPARSE_TAPS];
-    int32_t n = 0, ky, kx, oy, ox, bit = oc * p->kh * p->kw;
-    const int32_t bias = p->bias ? p->bias[oc] : 0;
-    for (ky = 0; ky < p->kh; ++ky) {
-        for (kx = 0; kx < p->kw; ++kx, ++bit) {
-            if (tm_bit(p->mask, bit)) {
-                ty[n] = ky * p->dh;
-                tx[n] = kx * p->dw;
-                off[n] = ty[n] * in.row + tx[n] * in.pix;
-                wt[n++] = *values++;
-            }
-        }
-    }
-    if (n == 0) { /* a pruned-away channel: every output is its requantized bias */
-        const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
-        const int8_t y = tm_rq_out(tm_rq_of(p->mult[oc], p->shift[oc]), cl, bias);
-        for (oy = 0; oy < out.h; ++oy) {
-            int8_t *d = tm_at(out, oy, 0) + oc;
-            for (ox = 0; ox < out.w; ++ox, d += out.pix) {
-                *d = y;
-            }
-        }
-    } else if (p->fast_rq) {
-        tm_dw_sparse_pixels(p, in, ic, out, oc, pad_top, pad_left, n, off, ty, tx, wt, bias, 1);
-    } else {
-        tm_dw_sparse_pixels(p, in, ic, out, oc, pad_top, pad_left, n, off, ty, tx, wt, bias, 0);
-    }
-    return values;
-}
-
 /* Output channel `oc` of a depthwise conv from channel `ic` of box `in`. Sparse filters:
  * `values` points at channel oc's first non-zero weight; returns where channel oc + 1's
  * start (callers walk the channels in order). */
@@ -367,9 +264,6 @@ static inline const int8_t *tm_depthwise_channel(const tm_conv_params *p, tm_box
     int32_t oy, ox, ky, kx;
     const int32_t oc_total = out.c;
     const int32_t taps = p->kh * p->kw;
-    if (p->mask && taps <= TM_DW_SPARSE_TAPS) {
-        return tm_depthwise_channel_sparse(p, in, ic, out, oc, pad_top, pad_left, values);
-    }
     if (p->mask) {
         for (oy = 0; oy < out.h; ++oy) {
             for (ox = 0; ox < out.w; ++ox) {
@@ -415,66 +309,11 @@ static inline const int8_t *tm_depthwise_channel(const tm_conv_params *p, tm_box
     return values;
 }
 
-/* Channel by channel through tm_depthwise_channel: bitmask filters (the generator calls
- * it for them, so a sparse model links none of the dense SIMD paths) and dense depth
- * multipliers the SIMD paths do not take. Output and input must not share memory. */
-static inline void tm_depthwise_channelwise(const tm_conv_params *p, tm_box in, tm_box out,
-                                            int32_t pad_top, int32_t pad_left) {
-    int32_t c, m;
-    const int8_t *values = p->filter;
-    for (c = 0; c < in.c; ++c) {
-        for (m = 0; m < p->depth_multiplier; ++m) {
-            values = tm_depthwise_channel(p, in, c, out, c * p->depth_multiplier + m, pad_top,
-                                          pad_left, values);
-        }
-    }
-}
-
-/* In place, one channel plane at a time: each input channel is copied into `scratch`
- * before its output overwrites the slot (multiplier 1). `padded` (the planner sized the
- * scratch for tm_depthwise_inplace's padded 4-channel planes): the copy is the channel's
- * padded plane, border taps set to the input zero point, so every window lies inside it;
- * else an in.h x in.w plane. Bitmask filters (called by the generator for them) and
- * --optimize memory. */
-static inline void tm_depthwise_inplace_planes(const tm_conv_params *p, tm_box in, tm_box out,
-                                               int32_t pad_top, int32_t pad_left,
-                                               int8_t *scratch, int32_t padded) {
-    const int32_t ph = padded ? (out.h - 1) * p->sh + (p->kh - 1) * p->dh + 1 : in.h;
-    const int32_t pw = padded ? (out.w - 1) * p->sw + (p->kw - 1) * p->dw + 1 : in.w;
-    const int32_t top = padded ? pad_top : 0, left = padded ? pad_left : 0;
-    const tm_box plane = tm_box_make(scratch, ph, pw, 1, 1, pw);
-    const int8_t *values = p->filter;
-    int32_t c, y, x;
-    /* the plane's columns [x0, x1) hold input pixels, the rest the zero point */
-    const int32_t x0 = left < pw ? left : pw, x1 = left + in.w < pw ? left + in.w : pw;
-    for (c = 0; c < in.c; ++c) {
-        int8_t *row = scratch;
-        for (y = 0; y < ph; ++y, row += pw) {
-            const int32_t iy = y - top;
-            if (iy < 0 || iy >= in.h) {
-                memset(row, p->in_zp, (size_t)pw);
-            } else {
-                const int8_t *src = tm_at(in, iy, x0 - left) + c;
-                for (x = 0; x < x0; ++x) {
-                    row[x] = (int8_t)p->in_zp;
-                }
-                for (; x < x1; ++x, src += in.pix) {
-                    row[x] = *src;
-                }
-                for (; x < pw; ++x) {
-                    row[x] = (int8_t)p->in_zp;
-                }
-            }
-        }
-        values = tm_depthwise_channel(p, plane, 0, out, c, pad_top - top, pad_left - left,
-                                      values);
-    }
-}
-
 /* Direct depthwise (any depth multiplier): output and input must not share memory. */
 static inline void tm_depthwise(const tm_conv_params *p, tm_box in, tm_box out,
                                 int32_t pad_top, int32_t pad_left) {
-    int32_t c;
+    int32_t c, m;
+    const int8_t *values = p->filter;
     if (!p->mask && p->depth_multiplier == 1) {
         tm_dw_channels(p, in, 0, out, 0, out.c, pad_top, pad_left);
         return;
@@ -485,7 +324,12 @@ static inline void tm_depthwise(const tm_conv_params *p, tm_box in, tm_box out,
         }
         return;
     }
-    tm_depthwise_channelwise(p, in, out, pad_top, pad_left);
+    for (c = 0; c < in.c; ++c) {
+        for (m = 0; m < p->depth_multiplier; ++m) {
+            values = tm_depthwise_channel(p, in, c, out, c * p->depth_multiplier + m, pad_top,
+                                          pad_left, values);
+        }
+    }
 }
 
 /* In-place depthwise (multiplier 1, TinyEngine): a group of `group` input channels is copied
@@ -500,9 +344,18 @@ static inline void tm_depthwise(const tm_conv_params *p, tm_box in, tm_box out,
 static inline void tm_depthwise_inplace(const tm_conv_params *p, tm_box in, tm_box out,
                                         int32_t pad_top, int32_t pad_left, int8_t *scratch,
                                         int32_t group) {
+    const int8_t *values = p->filter;
     int32_t c, y, x, j;
     if (group == 1 || p->mask) {
-        tm_depthwise_inplace_planes(p, in, out, pad_top, pad_left, scratch, 0);
+        const tm_box plane = tm_box_make(scratch, in.h, in.w, 1, 1, in.w);
+        for (c = 0; c < in.c; ++c) {
+            for (y = 0; y < in.h; ++y) {
+                for (x = 0; x < in.w; ++x) {
+                    scratch[y * in.w + x] = tm_at(in, y, x)[c];
+                }
+            }
+            values = tm_depthwise_channel(p, plane, 0, out, c, pad_top, pad_left, values);
+        }
         return;
     }
     {
@@ -518,12 +371,8 @@ static inline void tm_depthwise_inplace(const tm_conv_params *p, tm_box in, tm_b
                 for (x = 0; x < pw; ++x, dst += g) {
                     const int32_t ix = x - pad_left;
                     if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w) {
-                        if (g == 4) { /* one word, not a memset call per border pixel */
-                            tm_store32(dst, 0x01010101u * (uint8_t)zp);
-                        } else {
-                            for (j = 0; j < g; ++j) {
-                                dst[j] = zp;
-                            }
+                        for (j = 0; j < g; ++j) {
+                            dst[j] = zp;
                         }
                     } else if (g == 4) {
                         tm_store32(dst, tm_load32(tm_at(in, iy, ix) + c));
