@@ -337,9 +337,12 @@ def _allocate(graph: Graph, abi: Abi, kernels: str, head: int, n_planned: int,
     persist("TfLiteEvalTensor data", _EVAL_TENSOR, len(graph.tensors))
     persist("NodeAndRegistration struct", _NODE_AND_REGISTRATION, len(graph.ops))
     for op in graph.ops:
-        nbytes = _OPTIONS.get(op.kind, 0) + (_WHEEL_EXTRA.get(op.kind, 0) if abi.recording else 0)
+        # The wheel's extra bytes are pointer-aligned: after a 12-byte SVDF options struct a
+        # FULLY_CONNECTED one starts 4 bytes lower (measured on tflm_keyword_scrambled).
+        extra = _WHEEL_EXTRA.get(op.kind, 0) if abi.recording else 0
+        nbytes = _OPTIONS.get(op.kind, 0) + extra
         if nbytes:
-            arena.persistent("builtin options", nbytes, 4)
+            arena.persistent("builtin options", nbytes, p if extra else 4)
     for op in graph.ops:
         nbytes = _opdata_bytes(op, abi, kernels)
         if nbytes:

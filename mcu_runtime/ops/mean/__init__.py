@@ -74,7 +74,7 @@ class Mean(OpDef):
     kinds = ("MEAN",)
     options_type = {"MEAN": 27}
     tflm_opdata = {"MEAN": "i" * 11}  # OpDataReduce
-    tflm_options = {"MEAN": 25}
+    tflm_options = {"MEAN": 1}  # TfLiteReducerParams: bool keep_dims
     header = "tm_mean.h"
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:

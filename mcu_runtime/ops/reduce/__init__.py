@@ -63,7 +63,7 @@ class Reduce(OpDef):
     options_type = {"REDUCE_MAX": 27, "REDUCE_MIN": 27, "SUM": 27}
     untileable = "an output element depends on a whole reduced axis"
     tflm_opdata = {k: "i" * 11 for k in kinds}  # OpDataReduce
-    tflm_options = {k: 25 for k in kinds}        # TfLiteReducerParams, as MEAN's
+    tflm_options = {k: 1 for k in kinds}  # TfLiteReducerParams: bool keep_dims
     header = "tm_reduce.h"
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:
