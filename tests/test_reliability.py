@@ -354,6 +354,28 @@ def test_signal_while_the_cli_is_importing_is_one_line(tmp_path: Path) -> None:
         assert r.stderr.count("\n") == 1 and text in r.stderr, r.stderr
 
 
+def test_signal_before_the_cli_imports_the_standard_library_is_one_line(
+        tmp_path: Path) -> None:
+    """The earliest window: the signal lands when ``tinymcu.cli`` imports its first
+    standard-library module (``signal`` took ~10 ms: a Ctrl-C there was a 20-line
+    KeyboardInterrupt traceback from inside ``enum``). The command's handler is in place
+    before any import but builtins, so it is still the one line and the shell's code."""
+    code = ("import sys, os, _signal\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name in ('signal', 'threading', 'logging', 'click'):\n"
+            "            os.kill(os.getpid(), _signal.{sig})\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            "sys.argv = ['tinymcu']\n"
+            "import tinymcu.cli\n"
+            "import time; time.sleep(30)\n")
+    for sig, want, text in (("SIGINT", 130, "interrupted (Ctrl-C)"),
+                            ("SIGTERM", 143, "terminated (SIGTERM)")):
+        r = subprocess.run([sys.executable, "-c", code.format(sig=sig)], capture_output=True,
+                           text=True, timeout=60, cwd=tmp_path)
+        assert (r.returncode, r.stderr) == (want, text + "\n")
+
+
 def test_interrupt_stops_grandchildren_of_a_killed_child(tmp_path: Path) -> None:
     """``subprocess.run`` answers Ctrl-C by SIGKILLing its direct child only; the child's own
     children (a compiler's cc1, a shell's jobs) are re-parented away. The interrupt path

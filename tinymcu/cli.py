@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import sys
 
-from tinymcu import interrupts  # stdlib only: installed before the slower imports below
-
 if sys.argv and sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("tinymcu",
                                                                      "__main__.py"):
-    interrupts.install_early()  # the command, not a library import (tests, notebooks)
+    # the command, not a library import (tests, notebooks): before any other import
+    from tinymcu.startup import exit_on_signal
+
+    exit_on_signal()
 
 import importlib  # noqa: E402
 import os  # noqa: E402
 
 import click  # noqa: E402
 
-from tinymcu import __version__  # noqa: E402
+from tinymcu import __version__, interrupts  # noqa: E402
 from tinymcu.errors import TinymcuError  # noqa: E402
 
 COMMANDS: dict[str, str] = {

@@ -26,8 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from tinymcu.startup import ENDINGS
+
 #: exit codes of a command ended by a signal (the shell's 128 + signal number)
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES = {signal.Signals(n): code for n, (code, _) in ENDINGS.items()}
 #: how long clean-up may take after a signal before the watchdog ends the process
 GRACE_SECONDS = 8.0
 
@@ -59,22 +61,6 @@ def install() -> None:
         signal.signal(sig, _handler)
 
 
-def install_early() -> None:
-    """Before the CLI's imports: a signal while Python is still importing (nothing written
-    yet, nothing to clean) ends the process at once with the same line and exit code,
-    instead of a KeyboardInterrupt traceback or a silent death by SIGTERM (exit -15)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in EXIT_CODES:
-        signal.signal(sig, _early)
-
-
-def _early(signum: int, frame: FrameType | None) -> None:
-    _received.append(signum)
-    os.write(2, f"{message()}\n".encode())
-    os._exit(EXIT_CODES[signal.Signals(signum)])
-
-
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM until the block is done (a few renames that must not be split).
@@ -103,7 +89,7 @@ def exit_code() -> int:
 
 def message() -> str:
     """The one line printed when a signal ended the command (with the command's note)."""
-    text = "terminated (SIGTERM)" if received() == signal.SIGTERM else "interrupted (Ctrl-C)"
+    text = ENDINGS[received() or signal.SIGINT][1]
     return f"{text}; {_note[0]}" if _note else text
 
 

@@ -49,11 +49,17 @@ def mobilenetv2_tflite(alpha: float, size: int, seed: int = 0, classes: int = 10
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    data = conv.convert()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.rename(path)
+    _publish(path, conv.convert())
     return path
+
+
+def _publish(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary name of this process's own, then rename: several
+    processes (parallel test workers, benchmarks) may build the same model at once, and a
+    reader must never see a half-written file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def torch_mobilenetv2_tflite(size: int) -> Path:
@@ -77,9 +83,7 @@ def torch_mobilenetv2_tflite(size: int) -> Path:
         np.save(calib, rng.standard_normal((16, 3, size, size)).astype(np.float32))
         result = export_model("tinymcu.prune.zoo:mobilenetv2", str(calib), Path(tmp) / "out",
                               input_shape=(1, 3, size, size), tflm_samples=2)
-        tmp_path = path.with_suffix(".tmp")
-        tmp_path.write_bytes(result.tflite_path.read_bytes())
-        tmp_path.rename(path)
+        _publish(path, result.tflite_path.read_bytes())
     return path
 
 

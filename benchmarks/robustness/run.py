@@ -38,6 +38,8 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from mutants import load_models, mutate, run_case  # noqa: E402
 
+from tinymcu.interrupts import EXIT_CODES  # noqa: E402
+
 DATA = ROOT / "tests" / "data"
 MODELS = ["hello_world_int8", "keras_flatten_plumbing_int8", "micro_speech_quantized",
           "kws_ref_model", "ad01_int8", "str_ww_ref_model", "pretrainedResnet_quant",
@@ -47,6 +49,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "robustness.md"
 TINYMCU = [sys.executable, "-m", "tinymcu"]
 #: stderr lines of each interruption case kept in robustness.json (why a case failed)
 STDERR_KEPT = 40
+#: shares of a command's uninterrupted run time at which the interruption cases signal it
+FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 # ---- 1. mutants -------------------------------------------------------------------------
@@ -113,9 +117,11 @@ def _running(p: subprocess.Popen) -> bool:
 
 def run_proc(args: list[str], cwd: Path, timeout: float = 120.0,
              signal_at: float | None = None, sig: int = signal.SIGTERM,
-             wait_for: str | None = None) -> Proc:
-    """Run one CLI process; optionally send ``sig`` ``signal_at`` s after start (or after a
-    child whose command line contains ``wait_for`` appears). Peak RSS from wait4."""
+             wait_for: str | None = None, temp_in: Path | None = None) -> Proc:
+    """Run one CLI process; optionally send ``sig`` ``signal_at`` s after start, or that
+    long after a child whose command line contains ``wait_for`` appears, or after the
+    command's temporary output directory appears in ``temp_in`` (the window in which an
+    interrupt could leave a half-built output). Peak RSS from wait4."""
     err = tempfile.TemporaryFile()
     p = subprocess.Popen([*TINYMCU, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
                          stdin=subprocess.DEVNULL)
@@ -123,12 +129,15 @@ def run_proc(args: list[str], cwd: Path, timeout: float = 120.0,
     kids: set[int] = set()
     if signal_at is not None:
         while time.monotonic() - start < timeout and _running(p):
-            if wait_for is None and time.monotonic() - start >= signal_at:
+            if wait_for is None and temp_in is None and time.monotonic() - start >= signal_at:
                 break
             if wait_for is not None and _has_child(p.pid, wait_for):
                 time.sleep(signal_at)
                 break
-            time.sleep(0.02)
+            if temp_in is not None and stale(temp_in):
+                time.sleep(signal_at)
+                break
+            time.sleep(0.005)
         if _running(p):
             from tinymcu.interrupts import descendants
 
@@ -332,38 +341,46 @@ def run_interrupts(work: Path, quick: bool) -> list[dict]:
                      "rss_mb": r.rss_mb, "message": lines[-1] if lines else "",
                      "stderr_head": lines[:STDERR_KEPT], **(extra or {})})
 
+    def moments(baseline: float) -> list[tuple[str, dict]]:
+        """When to interrupt a command whose uninterrupted run took ``baseline`` s: at
+        fixed shares of that time (imports, work, the final rename all get hit), and
+        right after its temporary output directory appears (the half-built window)."""
+        shares = FRACTIONS if not quick else (0.5,)
+        return ([(f"at {f:.0%} of its {baseline:.1f} s run", {"signal_at": f * baseline})
+                 for f in shares]
+                + [("once its temp dir exists", {"signal_at": 0.0, "temp_in": d})])
+
+    def interrupt(label: str, args: list[str], out: Path, sigs: tuple[int, ...],
+                  extra: list[tuple[str, dict]] | None = None, timeout: float = 120.0) -> None:
+        """Build ``out`` once uninterrupted (the old output every interrupted run must
+        leave complete), then interrupt the same command at each moment."""
+        base = run_proc(args, d, timeout=timeout)
+        assert base.code == 0, base.stderr
+        ref = tree(out)
+        for sig in sigs:
+            name = signal.Signals(sig).name
+            for when, kw in [*moments(base.seconds), *(extra or [])]:
+                r = run_proc(args, d, sig=sig, timeout=timeout, **kw)
+                record(f"{label}, {name} {when}", r, {EXIT_CODES[sig], 0}, out, ref)
+
+    both = (signal.SIGINT, signal.SIGTERM)
     if have_fw:
         fw = d / "fw"
-        r = run_proc(["firmware", str(KWS), "--out", str(fw), "--run"], d)
-        assert r.code == 0, r.stderr
+        fw_args = ["firmware", str(KWS), "--out", str(fw), "--run", "--schedule", "patch"]
+        interrupt("firmware --run", fw_args, fw, both,
+                  [("during QEMU", {"signal_at": 0.05, "wait_for": "qemu"}),
+                   ("during the compiler", {"signal_at": 0.0, "wait_for": "arm-none-eabi"})])
         ref = tree(fw)
         r = run_proc(["firmware", str(KWS), "--out", str(fw), "--run", "--timeout", "0.01"], d)
         record("firmware --run --timeout 0.01 (old output present)", r, {2}, fw, ref)
-        delays = [0.5, 1.0, 2.0, 3.0] if not quick else [1.0]
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            for when in ("qemu", *delays):
-                r = run_proc(["firmware", str(KWS), "--out", str(fw), "--run", "--schedule",
-                              "patch"], d, signal_at=0.05 if when == "qemu" else when,
-                             sig=sig, wait_for="qemu" if when == "qemu" else None)
-                record(f"firmware --run, {signal.Signals(sig).name} "
-                       f"{'during QEMU' if when == 'qemu' else f'at {when} s'}", r,
-                       {130 if sig == signal.SIGINT else 143, 0}, fw, ref)
     cg = d / "cg"
-    r = run_proc(["codegen", str(DATA / "person_detect.tflite"), "--out", str(cg)], d)
-    ref_cg = tree(cg)
-    for when in ([0.5, 1.5, 2.5] if not quick else [1.0]):
-        r = run_proc(["codegen", str(DATA / "person_detect.tflite"), "--out", str(cg)], d,
-                     signal_at=when, sig=signal.SIGTERM)
-        record(f"codegen person_detect, SIGTERM at {when} s", r, {143, 0}, cg, ref_cg)
+    interrupt("codegen person_detect", ["codegen", str(DATA / "person_detect.tflite"),
+                                        "--out", str(cg)], cg, both)
     if not quick:
         exp = d / "exp"
-        for when in (8.0, 20.0):
-            r = run_proc(["export", "demo_cnn", "--calib", "digits", "--out", str(exp),
-                          "--tflm-samples", "4"], d, signal_at=when, sig=signal.SIGTERM,
-                         timeout=300)
-            # 0 when the signal came after export finished (complete output, checked)
-            record(f"export demo_cnn, SIGTERM at {when:g} s", r, {143, 0}, exp,
-                   None if r.code != 0 else tree(exp))
+        interrupt("export demo_cnn", ["export", "demo_cnn", "--calib", "digits", "--out",
+                                      str(exp), "--tflm-samples", "4"], exp,
+                  (signal.SIGTERM,), timeout=300)
         rows += _prune_cases(d)
     return rows
 
