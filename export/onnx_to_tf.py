@@ -241,6 +241,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
             if v is None:
                 raise TinymcuError(f"ONNX {op} node {node.name!r}: input {i} is missing")
             return v
+
         if op == "Shape":
             return np.array(self.shapes[node.input[0]], dtype=np.int64)
         if op == "Gather":
