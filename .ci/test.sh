@@ -8,14 +8,12 @@ cd "$ROOT"
 export FLWR_TELEMETRY_ENABLED=0 TF_CPP_MIN_LOG_LEVEL=2
 .venv/bin/ruff check .
 # mypy cannot see through the editable install's import hook: give it a tinymcu/ namespace
-# view of symlinks. Modules not listed here still have known type errors to fix (flatbuf,
-# oracle, patch, planner, tflite_reader).
+# view of symlinks, then check the whole package (pyproject.toml [tool.mypy]; its overrides
+# name the untyped third-party imports and, temporarily, the two reader modules under rework).
 VIEW="$(mktemp -d)"
 trap 'rm -rf "$VIEW"' EXIT
 mkdir "$VIEW/tinymcu"
 for f in "$ROOT"/tinymcu/*; do ln -s "$f" "$VIEW/tinymcu/"; done
 for d in mcu_runtime export prune firmware_templates; do ln -s "$ROOT/$d" "$VIEW/tinymcu/$d"; done
-MYPYPATH="$VIEW" .venv/bin/mypy -p tinymcu.mcu_runtime.ops -p tinymcu.mcu_runtime.codegen \
-  $(for m in check emulator execute geometry ir passes pipeline quant regions report schedule \
-      tflm_arena; do printf -- "-m tinymcu.mcu_runtime.%s " "$m"; done)
+MYPYPATH="$VIEW" .venv/bin/mypy -p tinymcu
 .venv/bin/python -m pytest -q --durations=30 tests "$@"

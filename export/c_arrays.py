@@ -14,6 +14,7 @@ import jinja2
 
 from tinymcu import __version__
 from tinymcu.mcu_runtime.ir import Graph
+from tinymcu.mcu_runtime.ops.base import quant_of
 
 #: TFLite builtin → MicroMutableOpResolver method
 RESOLVER_METHODS = {
@@ -73,6 +74,7 @@ def write_c_arrays(tflite: bytes, graph: Graph, out_dir: Path, name: str, arena_
     """Render ``model_data.h`` and ``model_data.c`` into ``out_dir``; returns their paths."""
     ident = c_identifier(name)
     t_in, t_out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    q_in, q_out = quant_of(graph, graph.inputs[0]), quant_of(graph, graph.outputs[0])
     rows = [", ".join(f"0x{b:02x}" for b in tflite[i:i + 12]) + ","
             for i in range(0, len(tflite), 12)]
     ctx = {
@@ -81,11 +83,11 @@ def write_c_arrays(tflite: bytes, graph: Graph, out_dir: Path, name: str, arena_
         "source": source.replace("*/", "* /"), "length": len(tflite), "rows": rows,
         "arena_bytes": arena_bytes, "ops": tflm_ops(graph),
         "input_shape": list(t_in.shape), "input_size": t_in.size,
-        "input_scale": _fmt_float(t_in.quant.scale.reshape(-1)[0]),
-        "input_zero_point": int(t_in.quant.zero_point.reshape(-1)[0]),
+        "input_scale": _fmt_float(q_in.scale.reshape(-1)[0]),
+        "input_zero_point": int(q_in.zero_point.reshape(-1)[0]),
         "output_shape": list(t_out.shape), "output_size": t_out.size,
-        "output_scale": _fmt_float(t_out.quant.scale.reshape(-1)[0]),
-        "output_zero_point": int(t_out.quant.zero_point.reshape(-1)[0]),
+        "output_scale": _fmt_float(q_out.scale.reshape(-1)[0]),
+        "output_zero_point": int(q_out.zero_point.reshape(-1)[0]),
     }
     paths = []
     for fname in ("model_data.h", "model_data.c"):

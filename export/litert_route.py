@@ -51,7 +51,7 @@ def _full_int8_quantizer() -> Any:
         a = n.meta.get("quantization_annotation")
         return a is not None and a.output_qspec is not None
 
-    class FullInt8Quantizer(pq.PT2EQuantizer):  # type: ignore[misc]
+    class FullInt8Quantizer(pq.PT2EQuantizer):
         def annotate(self, model: Any) -> Any:
             model = super().annotate(model)
             cfg = self.global_config

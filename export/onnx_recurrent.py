@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from tinymcu.errors import TinymcuError
+from tinymcu.export.onnx_host import BuilderHost
 
 #: TFLite ops an unrolled LSTM emits (what the fail-fast op check asks the runtime for)
 LSTM_LOWERING = ("FULLY_CONNECTED", "SLICE", "ADD", "SPLIT", "LOGISTIC", "TANH", "MUL",
@@ -58,10 +59,8 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-class RecurrentOps:
+class RecurrentOps(BuilderHost):
     """Handlers mixed into the ONNX → TF builder (``onnx_to_tf._Builder``)."""
-
-    consts: dict[str, np.ndarray]
 
     def _lstm_refusal(self, node: Any) -> str | None:
         """Why this LSTM node cannot be unrolled (None: it can)."""
@@ -93,7 +92,7 @@ class RecurrentOps:
         why = self._lstm_refusal(node)
         if why is not None:
             raise TinymcuError(f"ONNX LSTM node {node.name!r}: {why} is not supported")
-        x = self._in(env, node)  # type: ignore[attr-defined]
+        x = self._in(env, node)
         shape = [int(v) for v in x.tensor.shape]
         if not x.seq or len(shape) != 3 or shape[1] != 1:
             raise TinymcuError(f"ONNX LSTM node {node.name!r}: the input must be a time-major "
@@ -115,9 +114,9 @@ class RecurrentOps:
         xs = tf.reshape(x.tensor, [steps, feats])
         ys, hs, cs = [], [], []
         for d in range(dirs):
-            name = self._name(node)  # type: ignore[attr-defined]
+            name = self._name(node)
             proj = tf.matmul(xs, tf.constant(np.ascontiguousarray(w[d].T)), name=name)
-            self.layers.append(LayerWeights(  # type: ignore[attr-defined]
+            self.layers.append(LayerWeights(
                 name, node.name, "FULLY_CONNECTED", np.ascontiguousarray(w[d])))
             proj = proj + tf.constant(b[d, :4 * hidden] + b[d, 4 * hidden:])
             rec = tf.constant(np.ascontiguousarray(r[d].T))

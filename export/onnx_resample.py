@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from tinymcu.errors import TinymcuError
+from tinymcu.export.onnx_host import BuilderHost
 
 _INT64_MAX = (1 << 63) - 1
 
@@ -109,12 +110,8 @@ def transpose_conv_padding(in_hw: tuple[int, int], k: tuple[int, int], s: tuple[
     return "VALID", (tf_out[0], tf_out[1]), crop
 
 
-class ResampleOps:
+class ResampleOps(BuilderHost):
     """Handlers mixed into the ONNX → TF builder (``onnx_to_tf._Builder``)."""
-
-    # the builder provides these, and ``_in`` / ``_const`` / ``_name``
-    shapes: dict[str, tuple[int, ...]]
-    consts: dict[str, np.ndarray]
 
     # ---- planning (shapes only, shared by the op check and the handlers) -------------
     def resample_lowering(self, node: Any) -> tuple[str, ...] | None:
@@ -266,7 +263,7 @@ class ResampleOps:
         from tinymcu.export.onnx_to_tf import _Value
 
         x = self._in(env, node)
-        w = self._const(node, 1).astype(np.float32)  # (Cin, Cout, kH, kW) or (Cin, Cout, k)
+        w = self._need_const(node, 1).astype(np.float32)  # (Cin, Cout, kH, kW) or (Cin, Cout, k)
         if w.ndim == 3:
             w = w[:, :, None, :]
         b = self._const(node, 2)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from tinymcu.errors import TinymcuError
+from tinymcu.export.onnx_host import BuilderHost
 
 #: ops that only move axes, handled for every layout (``_layout_*``)
 _LAYOUT_OPS = frozenset({"Transpose", "Squeeze", "Unsqueeze", "Gather"})
@@ -51,22 +52,16 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-class SequenceOps:
+class SequenceOps(BuilderHost):
     """Handlers mixed into the ONNX → TF builder (``onnx_to_tf._Builder``)."""
-
-    # the builder provides these, and ``_in`` / ``_const`` / ``_name`` / ``layers``
-    shapes: dict[str, tuple[int, ...]]
-    consts: dict[str, np.ndarray]
-    consumers: dict[str, list[Any]]
-    skip: set[str]
 
     # ---- static analysis ------------------------------------------------------------
     def find_gelu(self) -> None:
         """Mark torch's erf GELU chains: Div(x, √2) → Erf → Add(1) → Mul(x, ·) → Mul(½) (the
         two Muls in either order); the last node's output becomes ``gelu(x)``."""
         self.gelu: dict[str, str] = {}
-        prod = {o: n for n in self.graph.node for o in n.output}  # type: ignore[attr-defined]
-        for erf in self.graph.node:  # type: ignore[attr-defined]
+        prod = {o: n for n in self.graph.node for o in n.output}
+        for erf in self.graph.node:
             if erf.op_type != "Erf":
                 continue
             div = prod.get(erf.input[0])
@@ -239,7 +234,7 @@ class SequenceOps:
         reshaped (never transposed) from the traced tensor."""
         import tensorflow as tf
 
-        x = self._in(env, node)  # type: ignore[attr-defined]
+        x = self._in(env, node)
         if x.flatten_hwc is not None:
             raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: not supported right "
                                "after a Flatten of a feature map")
@@ -278,7 +273,7 @@ class SequenceOps:
     def _seq_LayerNormalization(self, node: Any, env: dict[str, Any]) -> Any:
         import tensorflow as tf
 
-        x = self._in(env, node)  # type: ignore[attr-defined]
+        x = self._in(env, node)
         a = _attrs(node)
         if int(a.get("axis", -1)) not in (-1, 2):
             raise TinymcuError(f"ONNX LayerNormalization node {node.name!r}: only over the "
@@ -289,8 +284,8 @@ class SequenceOps:
         d = t - mean
         var = tf.reduce_mean(d * d, axis=-1, keepdims=True)
         y = d * tf.math.rsqrt(var + eps)
-        gamma = self._const(node, 1)  # type: ignore[attr-defined]
-        beta = self._const(node, 2)  # type: ignore[attr-defined]
+        gamma = self._const(node, 1)
+        beta = self._const(node, 2)
         if gamma is not None:
             y = y * tf.constant(gamma.astype(np.float32))
         if beta is not None:
@@ -309,9 +304,9 @@ class SequenceOps:
             if w.ndim != 2:
                 raise TinymcuError(f"ONNX MatMul node {node.name!r}: weight must be 2-D")
             _, t, d = (int(v) for v in x.tensor.shape)
-            name = self._name(node)  # type: ignore[attr-defined]
+            name = self._name(node)
             y = tf.matmul(tf.reshape(x.tensor, [t, d]), tf.constant(w), name=name)
-            self.layers.append(LayerWeights(  # type: ignore[attr-defined]
+            self.layers.append(LayerWeights(
                 name, node.name, "FULLY_CONNECTED", np.ascontiguousarray(w.T)))
             return dataclasses.replace(x, tensor=tf.reshape(y, [1, t, w.shape[1]]))
         if a_name in env and b_name in env:
@@ -331,7 +326,9 @@ class SequenceOps:
                 raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: mixed layouts")
             return dataclasses.replace(a, tensor=fn(a.tensor, b.tensor))
         x = a if a is not None else b
-        c = self._const(node, 1 if a is not None else 0).astype(np.float32)  # type: ignore
+        if x is None:
+            raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: no activation input")
+        c = self._need_const(node, 1 if a is not None else 0).astype(np.float32)
         ct = tf.constant(c)  # ONNX broadcasting = TF broadcasting in ONNX's own axis order
         return dataclasses.replace(x, tensor=fn(x.tensor, ct) if a is not None
                                    else fn(ct, x.tensor))
@@ -361,7 +358,7 @@ class SequenceOps:
     def _seq_Softmax(self, node: Any, env: dict[str, Any]) -> Any:
         import tensorflow as tf
 
-        x = self._in(env, node)  # type: ignore[attr-defined]
+        x = self._in(env, node)
         if int(_attrs(node).get("axis", -1)) not in (-1, 2):
             raise TinymcuError(f"ONNX Softmax node {node.name!r}: only over the last axis")
         return dataclasses.replace(x, tensor=tf.nn.softmax(x.tensor, axis=-1))
@@ -369,7 +366,7 @@ class SequenceOps:
     def _seq_Slice(self, node: Any, env: dict[str, Any]) -> Any:
         import tensorflow as tf
 
-        x = self._in(env, node)  # type: ignore[attr-defined]
+        x = self._in(env, node)
         shape = [int(v) for v in x.tensor.shape]
         begin, size = [0, 0, 0], list(shape)
         starts, ends = (self.consts[node.input[i]] for i in (1, 2))
@@ -392,11 +389,11 @@ class SequenceOps:
 
         from tinymcu.export.onnx_to_tf import _Value
 
-        x = self._in(env, node)  # type: ignore[attr-defined]
+        x = self._in(env, node)
         a = _attrs(node)
         axes = a.get("axes")
         if axes is None and len(node.input) > 1:
-            axes = [int(v) for v in self._const(node, 1)]  # type: ignore[attr-defined]
+            axes = [int(v) for v in self._need_const(node, 1)]
         axes = sorted(int(v) % 3 for v in (axes or [1, 2]))
         keep = bool(a.get("keepdims", 1))
         if axes != [1] or keep:

@@ -234,39 +234,49 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         a = _attrs(node)
         ins = [self.consts[n] if n in self.consts else None for n in node.input]
         op = node.op_type
+
+        def arg(i: int) -> np.ndarray:
+            """Input ``i``, which this op needs: an absent optional input is a bad model."""
+            v = ins[i] if i < len(ins) else None
+            if v is None:
+                raise TinymcuError(f"ONNX {op} node {node.name!r}: input {i} is missing")
+            return v
+
         if op == "Shape":
             return np.array(self.shapes[node.input[0]], dtype=np.int64)
         if op == "Gather":
-            return np.take(ins[0], ins[1], axis=a.get("axis", 0))
+            return np.take(arg(0), arg(1), axis=a.get("axis", 0))
         if op in {"Unsqueeze", "Squeeze"}:  # axes: an input from opset 13, an attribute before
             axes = ins[1] if len(ins) > 1 and ins[1] is not None else a.get("axes")
             if op == "Squeeze":
-                return np.squeeze(ins[0], axis=None if axes is None else
+                return np.squeeze(arg(0), axis=None if axes is None else
                                   tuple(int(v) for v in axes))
-            out = ins[0]
+            if axes is None:
+                raise TinymcuError(f"ONNX Unsqueeze node {node.name!r} has no axes")
+            out = arg(0)
             for ax in sorted(int(v) % (out.ndim + len(axes)) for v in axes):
                 out = np.expand_dims(out, ax)
             return out
         if op == "Concat":
-            return np.concatenate([np.atleast_1d(v) for v in ins], axis=a["axis"])
+            return np.concatenate([np.atleast_1d(arg(i)) for i in range(len(ins))], axis=a["axis"])
         if op == "Cast":
             from onnx import helper
 
-            return ins[0].astype(helper.tensor_dtype_to_np_dtype(a["to"]))
+            return arg(0).astype(helper.tensor_dtype_to_np_dtype(a["to"]))
         if op == "Slice":
-            starts, ends = ins[1], ins[2]
+            starts, ends = arg(1), arg(2)
             axes = ins[3] if len(ins) > 3 and ins[3] is not None else range(len(starts))
             steps = ins[4] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
-            sl = [slice(None)] * ins[0].ndim
+            sl: list[slice] = [slice(None)] * arg(0).ndim
             for st, en, ax, sp in zip(starts, ends, axes, steps):
                 sl[int(ax)] = slice(int(st), int(en), int(sp))
-            return ins[0][tuple(sl)]
+            return arg(0)[tuple(sl)]
         if op == "Reshape":
-            return ins[0].reshape(_onnx_reshape(ins[0].shape, ins[1]))
+            return arg(0).reshape(_onnx_reshape(arg(0).shape, arg(1)))
         if op == "Identity":
-            return ins[0]
+            return arg(0)
         if op == "Transpose":
-            return np.transpose(ins[0], a.get("perm"))
+            return np.transpose(arg(0), a.get("perm"))
         if op == "Expand":  # ONNX broadcasting, which numpy's matches
             src, shape = self.consts[node.input[0]], self.consts[node.input[1]]
             return src * np.ones(tuple(int(v) for v in shape), src.dtype)
@@ -274,11 +284,12 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
             from onnx import numpy_helper
 
             value = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
-            return np.full(tuple(int(v) for v in ins[0]), value.reshape(-1)[0], value.dtype)
+            return np.full(tuple(int(v) for v in arg(0)), value.reshape(-1)[0], value.dtype)
         fn = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide}[op]
-        out = fn(ins[0], ins[1])
-        return out.astype(ins[0].dtype) if op != "Div" or ins[0].dtype.kind == "f" else \
-            (ins[0] // ins[1]).astype(ins[0].dtype)
+        lhs, rhs = arg(0), arg(1)
+        out = fn(lhs, rhs)
+        return out.astype(lhs.dtype) if op != "Div" or lhs.dtype.kind == "f" else \
+            (lhs // rhs).astype(lhs.dtype)
 
     def _maybe_fold_bn(self, node: Any) -> None:
         prod = self._producer(node.input[0])
@@ -362,6 +373,13 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
                                "constant (weights computed at run time are not supported)")
         return self.consts[name]
 
+    def _need_const(self, node: Any, i: int) -> np.ndarray:
+        """Constant input ``i``, which the op requires (an empty optional slot is refused)."""
+        c = self._const(node, i)
+        if c is None:
+            raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: input {i} is missing")
+        return c
+
     def _name(self, node: Any) -> str:
         base = re.sub(r"[^A-Za-z0-9_]", "_", node.name or node.output[0]).strip("_") or "op"
         if not base[0].isalpha():
@@ -376,7 +394,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         import tensorflow as tf
 
         x = self._in(env, node)
-        w = self._const(node, 1).astype(np.float32)
+        w = self._need_const(node, 1).astype(np.float32)
         b = self._const(node, 2)
         b = np.zeros(w.shape[0], np.float32) if b is None else b.astype(np.float32)
         if w.ndim == 3 and x.rank == 3:  # Conv1d: a (1, k) kernel over the (1, 1, L, C) map
@@ -390,7 +408,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
             b = (b * scale + shift).astype(np.float32)
         a = _attrs(node)
         group = a.get("group", 1)
-        k = tuple(w.shape[2:])
+        k = (int(w.shape[2]), int(w.shape[3]))
         s = _hw(a.get("strides", [1, 1]), x.rank, 1)
         d = _hw(a.get("dilations", [1, 1]), x.rank, 1)
         cin = x.tensor.shape[3]
@@ -417,8 +435,8 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
                                "depthwise")
         return _Value(tf.nn.bias_add(y, tf.constant(b)), x.rank)
 
-    def _padding(self, node: Any, x: _Value, k: tuple[int, ...], s: tuple[int, ...],
-                 d: tuple[int, ...]) -> tuple[str, tuple[int, int, int, int]]:
+    def _padding(self, node: Any, x: _Value, k: tuple[int, int], s: tuple[int, int],
+                 d: tuple[int, int]) -> tuple[str, tuple[int, int, int, int]]:
         a = _attrs(node)
         auto = a.get("auto_pad", b"NOTSET")
         auto = auto.decode() if isinstance(auto, bytes) else auto
@@ -434,11 +452,15 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
                 pads.append((small, big) if auto == "SAME_UPPER" else (big, small))
             p = (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
         else:
-            p = tuple(a.get("pads", [0, 0, 0, 0]))
-            if x.rank == 3:  # 1-D pads (begin, end) act on W; H is 1
-                p = (0, p[0], 0, p[1]) if len(p) == 2 else p
+            onnx_pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+            if x.rank == 3 and len(onnx_pads) == 2:  # 1-D pads (begin, end) act on W; H is 1
+                onnx_pads = [0, onnx_pads[0], 0, onnx_pads[1]]
+            if len(onnx_pads) != 4:
+                raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: pads "
+                                   f"{onnx_pads} are not (top, left, bottom, right)")
             extra = self.pad_into_conv.get(node.input[0], (0, 0, 0, 0))
-            p = tuple(x + y for x, y in zip(p, extra))
+            top, left, bottom, right = (v + e for v, e in zip(onnx_pads, extra))
+            p = (top, left, bottom, right)
         return same_or_explicit(in_hw, k, s, d, p)
 
     def _pad(self, t: Any, explicit: tuple[int, int, int, int]) -> Any:
@@ -477,14 +499,14 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         a = _attrs(node)
         if a.get("transA", 0):
             raise TinymcuError(f"ONNX Gemm node {node.name!r}: transA=1 is not supported")
-        w = self._const(node, 1).astype(np.float32) * a.get("alpha", 1.0)
+        w = self._need_const(node, 1).astype(np.float32) * a.get("alpha", 1.0)
         w = w.T if a.get("transB", 0) else w
         b = self._const(node, 2)
         b = None if b is None else b.astype(np.float32) * a.get("beta", 1.0)
         return self._dense(node, self._in(env, node), w, b)
 
     def _op_MatMul(self, node: Any, env: dict[str, _Value]) -> _Value:
-        w = self._const(node, 1)
+        w = self._need_const(node, 1)
         if w.ndim != 2:
             raise TinymcuError(f"ONNX MatMul node {node.name!r}: weight must be 2-D")
         return self._dense(node, self._in(env, node), w.astype(np.float32), None)
@@ -501,7 +523,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
             return _Value(fn(a.tensor, b.tensor), a.rank, a.flatten_hwc)
         act_first = a_name in env
         x = env[a_name] if act_first else self._in(env, node, 1)
-        c = self._const(node, 1 if act_first else 0).astype(np.float32)
+        c = self._need_const(node, 1 if act_first else 0).astype(np.float32)
         if x.flatten_hwc is not None and c.size > 1:
             raise TinymcuError(f"ONNX {node.op_type} node {node.name!r}: per-element constants "
                                "after Flatten are not supported")
@@ -551,10 +573,9 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         import tensorflow as tf
 
         a = _attrs(node)
-        lo = self._const(node, 1)
-        hi = self._const(node, 2)
-        lo = float(lo) if lo is not None else a.get("min", -math.inf)
-        hi = float(hi) if hi is not None else a.get("max", math.inf)
+        lo_in, hi_in = self._const(node, 1), self._const(node, 2)
+        lo = float(lo_in) if lo_in is not None else float(a.get("min", -math.inf))
+        hi = float(hi_in) if hi_in is not None else float(a.get("max", math.inf))
         if lo == 0.0 and hi == 6.0:
             return self._unary(node, env, tf.nn.relu6)
         if lo == 0.0 and math.isinf(hi):
@@ -608,7 +629,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         import tensorflow as tf
 
         x = self._in(env, node)
-        slope = self._const(node, 1).astype(np.float32)
+        slope = self._need_const(node, 1).astype(np.float32)
         if x.rank in (3, 4) and slope.ndim > 1:  # (C, 1, 1) / (C, 1) → per channel, last axis
             slope = slope.reshape(-1)
         alpha = tf.constant(slope)
@@ -696,7 +717,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         a = _attrs(node)
         axes = a.get("axes")
         if axes is None and len(node.input) > 1:
-            axes = [int(v) for v in self._const(node, 1)]
+            axes = [int(v) for v in self._need_const(node, 1)]
         spatial = [2, 3] if x.rank == 4 else [2]
         if x.rank not in (3, 4) or sorted(int(v) % x.rank for v in (axes or [])) != spatial:
             raise TinymcuError(f"ONNX ReduceMean node {node.name!r}: only a mean over the "
@@ -737,7 +758,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         x = self._in(env, node)
         target = self.shapes.get(node.output[0])
         if target is None:
-            target = _onnx_reshape(self.shapes[node.input[0]], self._const(node, 1))
+            target = _onnx_reshape(self.shapes[node.input[0]], self._need_const(node, 1))
         if len(target) == 2 and target[0] == 1:
             return self._flatten_to_2d(node, x)
         if x.rank == 4 and len(target) == 3 and not x.seq:
@@ -773,7 +794,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         a = _attrs(node)
         mode = a.get("mode", b"constant")
         mode = mode.decode() if isinstance(mode, bytes) else mode
-        pads = self._const(node, 1)
+        pads = self._need_const(node, 1)
         value = self._const(node, 2)
         if mode != "constant" or (value is not None and float(value) != 0.0) or x.rank != 4 or \
                 (len(node.input) > 3 and node.input[3]):
@@ -792,7 +813,7 @@ class _Builder(ResampleOps, SequenceOps, RecurrentOps):
         x = self._in(env, node)
         if node.input[0] in self.folded_bn:
             return x  # already folded into the producing Conv's weights
-        gamma, beta, mean, var = (self._const(node, i).astype(np.float32) for i in range(1, 5))
+        gamma, beta, mean, var = (self._need_const(node, i).astype(np.float32) for i in range(1, 5))
         scale = gamma / np.sqrt(var + _attrs(node).get("epsilon", 1e-5))
         shift = beta - mean * scale
         return _Value(x.tensor * tf.constant(scale) + tf.constant(shift), x.rank)
@@ -863,7 +884,9 @@ def build_tf(model: Any, input_name: str, input_shape: tuple[int, ...]) -> TfMod
     tf_shape = tuple(input_shape[i] for i in NCHW_TO_NHWC) if rank == 4 else \
         (1, input_shape[2], input_shape[1]) if rank == 3 else tuple(input_shape)
 
-    class Exported(tf.Module):
+    tf_module: Any = tf.Module  # TF is imported at run time (quietly): no static base class
+
+    class Exported(tf_module):
         @tf.function(input_signature=[tf.TensorSpec(tf_shape, tf.float32, name="input")],
                      autograph=False)
         def __call__(self, x: Any) -> Any:

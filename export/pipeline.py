@@ -130,7 +130,8 @@ def _build(source: load.ModelSource, data: load.Dataset, tmp: Path, name: str, m
            state_dict: str | Path | None, input_shape: tuple[int, ...] | None, steps: _Steps,
            tflm_samples: int, converter: str) -> ExportResult:
     t0 = time.perf_counter()
-    onnx_path: Path | None = tmp / "model.onnx"
+    onnx_file = tmp / "model.onnx"
+    onnx_path: Path | None = onnx_file  # None when the litert route skipped ONNX
     check: to_onnx.OnnxCheck | None = None
     why = f"--converter {converter}"
     offenders: list[str] = []
@@ -141,13 +142,16 @@ def _build(source: load.ModelSource, data: load.Dataset, tmp: Path, name: str, m
             to_onnx.probe_module(source.module, data.calib[0], data.name)
             if converter != "litert":
                 try:
-                    check = to_onnx.torch_to_onnx(source.module, shape, onnx_path,
+                    check = to_onnx.torch_to_onnx(source.module, shape, onnx_file,
                                                   data.calib[:16])
                 except TinymcuError as e:
                     if converter == "mcu":
                         raise
                     offenders = [str(e)]
         else:
+            if source.onnx_path is None:  # a ModelSource holds exactly one of the two
+                raise TinymcuError("the model source has neither a torch module nor an ONNX "
+                                   "file")
             if converter == "litert":
                 raise TinymcuError("--converter litert converts torch models; an .onnx file "
                                    "takes the mcu route")
@@ -155,7 +159,7 @@ def _build(source: load.ModelSource, data: load.Dataset, tmp: Path, name: str, m
             load.check_data_shape(data, check.input_shape)
             import onnx
 
-            onnx.save(check.model, str(onnx_path))
+            onnx.save(check.model, str(onnx_file))
         if check is not None:
             load.check_data_shape(data, check.input_shape)
             offenders = onnx_to_tf.mcu_offenders(check.model, check.input_name,

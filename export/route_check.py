@@ -25,17 +25,9 @@ _UNLIMITED = 1 << 40
 
 def runtime_ops() -> frozenset[str]:
     """TFLite builtins our reader accepts and our kernels execute (both must agree)."""
-    from tinymcu.mcu_runtime import tflite_reader
+    from tinymcu.mcu_runtime import ops, tflite_reader
 
-    try:  # the op registry (one folder per op) ...
-        from tinymcu.mcu_runtime import ops as registry  # type: ignore[attr-defined]
-
-        executed = set(registry.supported())
-    except ImportError:  # ... or the kernels table it replaces
-        from tinymcu.mcu_runtime import kernels
-
-        executed = set(kernels.supported())
-    return frozenset(executed) & tflite_reader.SUPPORTED_OPS
+    return frozenset(ops.supported()) & tflite_reader.SUPPORTED_OPS
 
 
 def _clip_lowering(node: Any, const_values: dict[str, Any]) -> tuple[str, ...]:

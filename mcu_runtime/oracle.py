@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def _tflm_interpreter(model_path: str, arena_size: int | None) -> Any:
 
 
 def _tflm_outputs(interp: Any) -> list[np.ndarray]:
-    outputs = []
+    outputs: list[np.ndarray] = []
     while True:
         try:
             outputs.append(np.array(interp.get_output(len(outputs)), copy=True))
@@ -104,7 +105,8 @@ def _child_probe(model_path: str, arena_size: int | None, print_allocations: boo
     return True
 
 
-_CHILD_FUNCS = {"tflm": _child_tflm, "ref": _child_ref, "probe": _child_probe}
+_CHILD_FUNCS: dict[str, Callable[..., Any]] = {
+    "tflm": _child_tflm, "ref": _child_ref, "probe": _child_probe}
 
 
 def _child_main(request_path: str, result_path: str) -> None:

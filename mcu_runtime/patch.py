@@ -263,10 +263,10 @@ class _Walk:
             best = max(best, int(np.max(step + middle * idle)))
         for op in graph.ops[self.split + 1:]:
             ins = f.act_inputs[op.index]
-            outs = [t for t in op.outputs if t in f.acts]
+            act_outs = [t for t in op.outputs if t in f.acts]
             step = sum(whole(t) for t in set(ins)) + f.scratch[op.index]
-            both = sum(whole(t) for t in outs)
-            if f.inplace[op.index] and ins and outs:
+            both = sum(whole(t) for t in act_outs)
+            if f.inplace[op.index] and ins and act_outs:
                 step += max(0, both - whole(ins[0]))
             else:
                 step += both
@@ -481,38 +481,40 @@ def search(graph: Graph, objective: str = "peak", budget: int | None = None,
     if objective == "peak":
         order = sorted(allowed, key=lambda f: (f[0].floor, f[0].macs))
     else:
-        order = sorted((f for f in allowed if f[0].floor <= budget),  # type: ignore[operator]
+        # "macs" always has a budget (checked above); the test narrows it for the checker
+        order = sorted((f for f in allowed if budget is not None and f[0].floor <= budget),
                        key=lambda f: (f[0].macs, f[0].floor))
-    best: tuple[Candidate, Schedule] | None = None
+    # the best candidate so far, its schedule and its planned arena
+    best: tuple[Candidate, Schedule, int] | None = None
     plans = 0
     for cand, walk in order:
         if objective == "peak" and best is not None and \
-                (cand.floor, cand.macs) >= (best[0].peak, best[0].macs):
+                (cand.floor, cand.macs) >= (best[2], best[0].macs):
             break
         sched = walk.schedule()
         counted = sched if count_input else without_inputs(graph, sched)
         cand.estimate = liveness_peak(graph, counted)
         if objective == "peak":
-            if best is not None and (cand.estimate, cand.macs) >= (best[0].peak, best[0].macs):
+            if best is not None and (cand.estimate, cand.macs) >= (best[2], best[0].macs):
                 continue
-        elif cand.estimate > budget:  # type: ignore[operator]
+        elif budget is not None and cand.estimate > budget:
             continue
         if plans == plan_limit:
             break
         plans += 1
-        cand.peak = arena_bytes(graph, sched, count_input)
+        peak = cand.peak = arena_bytes(graph, sched, count_input)
         if objective == "peak":
-            if best is None or (cand.peak, cand.macs) < (best[0].peak, best[0].macs):
-                best = (cand, sched)
-        elif cand.peak <= budget:  # type: ignore[operator]
-            best = (cand, sched)
+            if best is None or (peak, cand.macs) < (best[2], best[0].macs):
+                best = (cand, sched, peak)
+        elif budget is not None and peak <= budget:
+            best = (cand, sched, peak)
             break
     if best is None:
         raise OverBudget(f"no patch schedule fits {budget} bytes (smallest floor "
                          f"{min(f[0].floor for f in allowed)} bytes)")
-    cand, sched = best
-    sched.info.update({"peak": cand.peak, "macs": cand.macs, "count_input": count_input})
-    return SearchResult(sched, cand.split, cand.grid, cand.peak, cand.macs, layer_peak,
+    cand, sched, peak = best
+    sched.info.update({"peak": peak, "macs": cand.macs, "count_input": count_input})
+    return SearchResult(sched, cand.split, cand.grid, peak, cand.macs, layer_peak,
                         layer_macs, time.perf_counter() - start, count_input,
                         [f[0] for f in found])
 

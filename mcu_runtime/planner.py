@@ -196,21 +196,18 @@ def best_placement(intervals: Sequence[Interval], iters: int = SEARCH_ITERS,
     The search stops as soon as the liveness lower bound is reached.
     """
     bound = lower_bound(intervals)
-    best_order: list[Interval] = []
-    best_offsets: dict[str, int] = {}
-    best_size = None
-    best_fit = "first"
+    candidates: list[tuple[int, list[Interval], dict[str, int], str]] = []
     for key in _ORDERS.values():
         order = sorted(intervals, key=key)
         for fit in ("first", "best"):
             offs = _place(order, fit)
-            size = arena_size(intervals, offs)
-            if best_size is None or size < best_size:
-                best_order, best_offsets, best_size, best_fit = order, offs, size, fit
+            candidates.append((arena_size(intervals, offs), order, offs, fit))
+    # min() keeps the first of equal sizes: the ordering listed first wins a tie
+    best_size, best_order, best_offsets, best_fit = min(candidates, key=lambda c: c[0])
     rng = random.Random(seed)
     n = len(best_order)
     for _ in range(iters if n > 1 else 0):
-        if best_size is not None and best_size <= bound:
+        if best_size <= bound:
             break
         i, j = sorted(rng.sample(range(n), 2))
         order = best_order[:i] + [best_order[j]] + best_order[i:j] + best_order[j + 1:]

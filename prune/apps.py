@@ -33,6 +33,7 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+from flwr.app.typing import ConfigRecordValues
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
@@ -78,12 +79,12 @@ def _client_setup(msg: Message, context: Context):
     # One thread per client: the simulation runs one client per core already, and a fixed
     # thread count keeps torch's CPU reductions in one order (bit-for-bit repeatable runs).
     torch.set_num_threads(1)
-    conf = msg.content["config"]
+    conf = msg.content.config_records["config"]
     cfg = PruneConfig.from_flat(dict(conf))
     pid = int(context.node_config.get("partition-id", -1))
     ds = local_data(cfg, dict(context.node_config))
-    model = budget.build_at_width(cfg.model, cfg.width, int(conf["num-classes"]),
-                                  int(conf["in-ch"]), cfg.seed)
+    model = budget.build_at_width(cfg.model, cfg.width, int(wire.number(conf, "num-classes")),
+                                  int(wire.number(conf, "in-ch")), cfg.seed)
     return cfg, conf, pid, ds, model, local.pick_device(cfg.device)
 
 
@@ -97,15 +98,15 @@ def _current_masks(msg: Message, conf: ConfigRecord, context: Context,
     (Flower keeps ``context.state`` per node for the whole run)."""
     if not conf.get("masked", False):
         return None
-    version = int(conf["mask-version"])
+    version = int(wire.number(conf, "mask-version"))
     job = PruneConfig.from_flat(dict(conf)).fingerprint()  # one node may serve many jobs
     if "masks" in msg.content.array_records:
-        context.state["masks"] = msg.content["masks"]
+        context.state["masks"] = msg.content.array_records["masks"]
         context.state["mask-meta"] = ConfigRecord({"version": version, "job": job})
     meta = context.state.config_records.get("mask-meta")
-    if meta is None or int(meta["version"]) != version or meta.get("job") != job:
+    if meta is None or int(wire.number(meta, "version")) != version or meta.get("job") != job:
         raise RuntimeError(f"no cached mask of version {version} on this node")
-    return wire.masks_from_record(context.state["masks"], template)
+    return wire.masks_from_record(context.state.array_records["masks"], template)
 
 
 @client_app.query("hello")
@@ -124,13 +125,15 @@ def client_train(msg: Message, context: Context) -> Message:
         raise RuntimeError(f"injected crash on client {pid}")
     template = model.state_dict()
     masks = _current_masks(msg, conf, context, template)
-    topk = dict(zip(conf.get("topk-layers", []), conf.get("topk-k", []), strict=True))
-    readjust = dict(zip(conf.get("readjust-layers", []), conf.get("readjust-k", []),
+    topk = dict(zip(wire.strings(conf, "topk-layers"), wire.numbers(conf, "topk-k"),
+                    strict=True))
+    readjust = dict(zip(wire.strings(conf, "readjust-layers"), wire.numbers(conf, "readjust-k"),
                         strict=True))
-    rnd = int(conf.get("server-round", 0))
+    rnd = int(wire.number(conf, "server-round", 0))
     held = memory.nbytes([*template.values(), *(masks or {}).values(), ds.x, ds.y])
     with memory.measure(held) as mem:
-        model.load_state_dict(wire.record_to_state(msg.content["arrays"], template, masks))
+        received = msg.content.array_records["arrays"]
+        model.load_state_dict(wire.record_to_state(received, template, masks))
         res = local.train(
             model, ds.x, ds.y, masks, epochs=cfg.epochs, lr=cfg.round_lr(max(rnd, 1)),
             batch=cfg.batch, seed=cfg.seed * 100003 + rnd * 1009 + pid, device=device,
@@ -160,7 +163,8 @@ def client_train(msg: Message, context: Context) -> Message:
 @client_app.evaluate()
 def client_evaluate(msg: Message, context: Context) -> Message:
     cfg, _, _, ds, model, device = _client_setup(msg, context)
-    model.load_state_dict(wire.record_to_state(msg.content["arrays"], model.state_dict()))
+    arrays = msg.content.array_records["arrays"]
+    model.load_state_dict(wire.record_to_state(arrays, model.state_dict()))
     loss, acc = local.evaluate(model, ds.x, ds.y, device)
     return _reply(msg, {"metrics": MetricRecord(
         {"eval-loss": loss, "eval-acc": acc, "num-examples": len(ds.y)})})
@@ -169,11 +173,11 @@ def client_evaluate(msg: Message, context: Context) -> Message:
 def _rebuilt_candidates(cfg: PruneConfig, conf: ConfigRecord) -> list[wire.State]:
     """The server's ABNS candidates, rebuilt here from their seeds (only seeds travel)."""
     def build(seed: int) -> torch.nn.Module:
-        return budget.build_at_width(cfg.model, cfg.width, int(conf["num-classes"]),
-                                     int(conf["in-ch"]), seed)
+        return budget.build_at_width(cfg.model, cfg.width, int(wire.number(conf, "num-classes")),
+                                     int(wire.number(conf, "in-ch")), seed)
 
-    return [s for s, _ in fedtiny.make_candidates(build, cfg.density,
-                                                  [int(v) for v in conf["cand-seeds"]])]
+    seeds = [int(v) for v in wire.numbers(conf, "cand-seeds")]
+    return [s for s, _ in fedtiny.make_candidates(build, cfg.density, seeds)]
 
 
 @client_app.query("bn_stats")
@@ -194,7 +198,8 @@ def client_bn_loss(msg: Message, context: Context) -> Message:
     metrics: dict = {"num-examples": len(ds.y)}
     for i, state in enumerate(_rebuilt_candidates(cfg, conf)):
         model.load_state_dict(state)
-        local.set_bn_statistics(model, {k: v.numpy() for k, v in msg.content[f"bn-{i}"].items()})
+        stats = msg.content.array_records[f"bn-{i}"]
+        local.set_bn_statistics(model, {k: v.numpy() for k, v in stats.items()})
         metrics[f"loss-{i}"] = local.evaluate(model, ds.x, ds.y, device)[0]
     return _reply(msg, {"metrics": MetricRecord(metrics)})
 
@@ -226,7 +231,8 @@ class Server:
         self.schedule = (fedtiny.Schedule(cfg.prune_alpha, cfg.delta_t, cfg.t_end or cfg.rounds)
                          if cfg.delta_t else fedtiny.Schedule.scaled(cfg.rounds, cfg.prune_alpha))
         # Clients build the model from these, so a node with its own files needs no dataset.
-        self.conf = {**cfg.flat(), "num-classes": self.num_classes, "in-ch": self.in_ch}
+        self.conf: dict[str, ConfigRecordValues] = {
+            **cfg.flat(), "num-classes": self.num_classes, "in-ch": self.in_ch}
 
     def build(self, seed: int) -> torch.nn.Module:
         return budget.build_at_width(self.cfg.model, self.cfg.width, self.num_classes, self.in_ch,
@@ -246,7 +252,7 @@ class Server:
                 continue
             strategy.bytes_up += wire.content_bytes(r.content)
             finite = all(_all_finite(rec) for rec in r.content.array_records.values())
-            metrics = next(iter(r.content.metric_records.values()), {})
+            metrics = next(iter(r.content.metric_records.values()), MetricRecord())
             if not finite or not all(np.isfinite(v) for v in metrics.values()):
                 strategy.exclude(0, r.metadata.src_node_id, f"{action}: non-finite reply")
                 continue
@@ -259,7 +265,7 @@ class Server:
         """Learn each node's partition id: the rank every ordered reduction and sample uses."""
         content = RecordDict({"config": ConfigRecord(self.conf)})
         for r in self._query(grid, nodes, "hello", content, strategy, 1):
-            pid = int(next(iter(r.content.metric_records.values()))["partition-id"])
+            pid = int(wire.number(next(iter(r.content.metric_records.values())), "partition-id"))
             if pid >= 0:
                 strategy.rank[r.metadata.src_node_id] = pid
 
@@ -278,8 +284,9 @@ class Server:
                               needed)
         pooled, stats = [], {}
         for i, (state, mk) in enumerate(cands):
-            reports = [({k: v.numpy() for k, v in r.content[f"bn-{i}"].items()},
-                        float(next(iter(r.content.metric_records.values()))["num-examples"]))
+            reports = [({k: v.numpy() for k, v in r.content.array_records[f"bn-{i}"].items()},
+                        float(wire.number(next(iter(r.content.metric_records.values())),
+                                          "num-examples")))
                        for r in replies]
             stats[f"bn-{i}"] = fedtiny.pool_moments(reports)
             model = self.build(seeds[i])
@@ -293,8 +300,8 @@ class Server:
         losses = []
         for r in replies:
             m = next(iter(r.content.metric_records.values()))
-            losses.append(([float(m[f"loss-{i}"]) for i in range(len(pooled))],
-                           float(m["num-examples"])))
+            losses.append(([float(wire.number(m, f"loss-{i}")) for i in range(len(pooled))],
+                           float(wire.number(m, "num-examples"))))
         best, agg = fedtiny.select_candidate(losses)
         state, mk = pooled[best]
         log.info("BN selection: candidate %d of %d (losses %s)", best, len(pooled),
@@ -378,11 +385,14 @@ class Server:
             loss, acc = local.evaluate(model, self.test.x, self.test.y, self.device)
             rec = {"round": t, "test_acc": acc, "test_loss": loss,
                    "density": M.density(strategy.masks) if strategy.masks else 1.0,
-                   "train_loss": float(train_metrics["train-loss"]) if train_metrics else None,
-                   "client_acc": float(fed_eval["eval-acc"]) if fed_eval else None,
-                   "clients": int(train_metrics["replies"]) if train_metrics else 0,
-                   "examples": int(train_metrics["num-examples"]) if train_metrics else 0,
-                   "client_peak_bytes": int(train_metrics["peak-bytes"]) if train_metrics else 0,
+                   "train_loss": float(wire.number(train_metrics, "train-loss"))
+                   if train_metrics else None,
+                   "client_acc": float(wire.number(fed_eval, "eval-acc")) if fed_eval else None,
+                   "clients": int(wire.number(train_metrics, "replies")) if train_metrics else 0,
+                   "examples": int(wire.number(train_metrics, "num-examples"))
+                   if train_metrics else 0,
+                   "client_peak_bytes": int(wire.number(train_metrics, "peak-bytes"))
+                   if train_metrics else 0,
                    "bytes_up": strategy.bytes_up, "bytes_down": strategy.bytes_down,
                    "skipped": train_metrics is None}
             ck.update(round=t, state=strategy.state, masks=strategy.masks,

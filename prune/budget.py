@@ -31,14 +31,14 @@ DEFAULT_RESERVE = 64 * 1024
 """Flash kept for the runtime, kernels and application code."""
 
 
-def _prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+def _prunable_layers(model: nn.Module) -> dict[str, nn.Conv1d | nn.Conv2d | nn.Linear]:
     return {f"{n}.weight": m for n, m in model.named_modules()
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))}
 
 
 def bias_bytes(model: nn.Module) -> int:
     """int32 bias per output channel of every Conv/Linear (present or folded from BN)."""
-    return sum(4 * (m.out_channels if hasattr(m, "out_channels") else m.out_features)
+    return sum(4 * (m.out_features if isinstance(m, nn.Linear) else m.out_channels)
                for m in _prunable_layers(model).values())
 
 

@@ -11,7 +11,9 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tinymcu.errors import TinymcuError
 
@@ -117,9 +119,10 @@ class PruneConfig:
         return d
 
     @classmethod
-    def from_flat(cls, d: dict) -> PruneConfig:
+    def from_flat(cls, d: Mapping[str, Any]) -> PruneConfig:
         names = {f.name: f for f in dataclasses.fields(cls)}
-        kw = {}
+        # each value is coerced to its field's type below; validate() checks the result
+        kw: dict[str, Any] = {}
         for k, v in d.items():
             k = k.replace("-", "_")
             if k not in names:

@@ -64,9 +64,13 @@ def make_candidates(
 def pool_moments(reports: list[tuple[dict[str, np.ndarray], float]]) -> dict[str, np.ndarray]:
     """Example-weighted mean of clients' moment arrays (mean and E[x²] pool linearly)."""
     total = sum(n for _, n in reports)
-    keys = reports[0][0].keys()
-    return {k: sum(r[k].astype(np.float64) * (n / total) for r, n in reports).astype(np.float32)
-            for k in keys}
+    pooled: dict[str, np.ndarray] = {}
+    for k in reports[0][0]:
+        acc = np.zeros(reports[0][0][k].shape, dtype=np.float64)
+        for r, n in reports:
+            acc = acc + r[k].astype(np.float64) * (n / total)
+        pooled[k] = acc.astype(np.float32)
+    return pooled
 
 
 def select_candidate(losses: list[tuple[list[float], float]]) -> tuple[int, list[float]]:

@@ -134,12 +134,12 @@ def train(
             loss.backward()
             if epoch == topk_epoch:
                 for n, st in streams.items():
-                    st.add(params[n].grad.detach(), dev_masks[n])
+                    st.add(_grad(params, n).detach(), dev_masks[n])
             if epoch == readjust_epoch:
                 for n, st in adjust.items():
-                    st.add(params[n].grad.detach(), dev_masks[n])
+                    st.add(_grad(params, n).detach(), dev_masks[n])
             for n, m in dev_masks.items():
-                params[n].grad.mul_(m)
+                _grad(params, n).mul_(m)
             opt.step()
             if dev_masks:
                 apply_masks(model, dev_masks)
@@ -178,6 +178,15 @@ def evaluate(
         correct += int((out.argmax(1) == yb).sum())
     n = max(1, len(y))
     return loss_sum / n, correct / n
+
+
+def _grad(params: dict[str, nn.Parameter], name: str) -> torch.Tensor:
+    """``name``'s gradient after ``backward()``. None would mean a masked layer that is frozen
+    or outside the loss: masking or scoring its gradient would be meaningless, so say so."""
+    g = params[name].grad
+    if g is None:
+        raise ValueError(f"masked layer {name} got no gradient (frozen or unused)")
+    return g
 
 
 def bn_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
@@ -242,7 +251,10 @@ def set_bn_statistics(model: nn.Module, stats: dict[str, np.ndarray]) -> None:
     """Install pooled moments (mean, E[x²]) as the BN layers' running mean/variance."""
     with torch.no_grad():
         for name, mod in bn_layers(model).items():
-            mean = torch.from_numpy(stats[f"{name}.mean"]).to(mod.running_mean)
-            var = torch.from_numpy(stats[f"{name}.sqmean"]).to(mod.running_var) - mean * mean
-            mod.running_mean.copy_(mean)
-            mod.running_var.copy_(var.clamp_min(0.0))
+            r_mean, r_var = mod.running_mean, mod.running_var
+            if r_mean is None or r_var is None:  # track_running_stats=False
+                raise ValueError(f"BN layer {name} keeps no running statistics to set")
+            mean = torch.from_numpy(stats[f"{name}.mean"]).to(r_mean)
+            var = torch.from_numpy(stats[f"{name}.sqmean"]).to(r_var) - mean * mean
+            r_mean.copy_(mean)
+            r_var.copy_(var.clamp_min(0.0))

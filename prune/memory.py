@@ -56,8 +56,13 @@ def measure(resident: int = 0) -> Iterator[PeakMemory]:
     finally:
         prof.stop()
         cpu = torch.autograd.DeviceType.CPU
-        events = prof.profiler.kineto_results
-        deltas = sorted((e.start_ns(), e.nbytes()) for e in events.events()
+        # stop() leaves the kineto results on the wrapped autograd profiler; None here would
+        # mean torch's profiler API moved, and a silent zero growth would be a wrong figure
+        events = prof.profiler.kineto_results if prof.profiler is not None else None
+        if events is None:
+            raise RuntimeError("torch.profiler kept no allocator events: cannot measure memory")
+        # _KinetoEvent.nbytes() exists at run time (memory events) but not in torch's stubs
+        deltas = sorted((e.start_ns(), e.nbytes()) for e in events.events()  # type: ignore[attr-defined]
                         if e.name() == "[memory]" and e.device_type() == cpu)
         # The profiler's results sit in a reference cycle: left to the cyclic collector, a
         # long-lived client process (a Ray actor serving hundreds of rounds) grew ~10 MB per

@@ -249,4 +249,6 @@ def block_tensorflow() -> None:
     """Ray worker setup hook (installed by the simulation launcher, :mod:`.federation`):
     Flower's actor module imports TensorFlow if it is installed, only to offer GPU memory
     growth; pruning never uses TF, and the import costs ~10 s per worker."""
+    # a None entry makes `import tensorflow` raise ImportError (the documented way to block a
+    # module); typeshed types sys.modules as modules only
     sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]

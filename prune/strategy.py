@@ -42,7 +42,12 @@ def _finite(a: np.ndarray) -> bool:
 
 
 def _num_examples(msg: Message) -> float:
-    return float(next(iter(msg.content.metric_records.values()))["num-examples"])
+    return float(wire.number(next(iter(msg.content.metric_records.values())), "num-examples"))
+
+
+def _arrays(msg: Message) -> ArrayRecord:
+    """The model arrays of a (validated) reply."""
+    return msg.content.array_records["arrays"]
 
 
 def weighted_mean(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -156,14 +161,14 @@ class SparseFedAvg(FedAvg):
             if CLIENT_MASKS_KEY not in c.array_records:
                 return "missing the client's readjusted masks"
             try:
-                masks = wire.masks_from_record(c[CLIENT_MASKS_KEY], self.state)
+                masks = wire.masks_from_record(c.array_records[CLIENT_MASKS_KEY], self.state)
             except (KeyError, ValueError) as e:
                 return f"bad client masks ({e})"
             if set(masks) != set(self.masks) or any(
                     int(masks[k].sum()) != int(self.masks[k].sum()) for k in masks):
                 return "client masks change a layer's density"
         want = wire.expected_shapes(self.state, masks)
-        arrays = c["arrays"]
+        arrays = c.array_records["arrays"]
         if set(arrays) != set(want):
             return f"unexpected array keys ({len(arrays)} vs {len(want)} expected)"
         for k, shape in want.items():
@@ -175,15 +180,15 @@ class SparseFedAvg(FedAvg):
         if self.regrow:
             if TOPK_KEY not in c.array_records:
                 return "missing top-k gradient report"
-            rec = c[TOPK_KEY]
-            for layer, k in self.regrow.items():
+            rec = c.array_records[TOPK_KEY]
+            for layer, count in self.regrow.items():
                 vals = rec.get(f"{layer}.values")
                 idx = rec.get(f"{layer}.indices")
                 if vals is None or idx is None:
                     return f"top-k report lacks {layer}"
                 v, i = vals.numpy(), idx.numpy()
                 numel = self.state[layer].numel()
-                if v.shape != i.shape or v.size > k or not _finite(v):
+                if v.shape != i.shape or v.size > count or not _finite(v):
                     return f"bad top-k report for {layer}"
                 if i.size and (i.min() < 0 or i.max() >= numel):
                     return f"top-k indices out of range for {layer}"
@@ -229,9 +234,10 @@ class SparseFedAvg(FedAvg):
 
     def _metrics(self, valid: list[Message], weights: list[float]) -> MetricRecord:
         ms = [next(iter(r.content.metric_records.values())) for r in valid]
-        peak = max(int(m.get("peak-bytes", 0)) for m in ms)
+        peak = max(int(wire.number(m, "peak-bytes", 0)) for m in ms)
         self.client_peak_bytes = max(self.client_peak_bytes, peak)
-        loss = float(weighted_mean([np.float64(m["train-loss"]) for m in ms], weights))
+        loss = float(weighted_mean([np.asarray(wire.number(m, "train-loss"), np.float64)
+                                    for m in ms], weights))
         return MetricRecord({"train-loss": loss, "num-examples": math.fsum(weights),
                              "replies": len(valid), "peak-bytes": peak})
 
@@ -240,7 +246,7 @@ class SparseFedAvg(FedAvg):
         packed mean, unpacked once."""
         out = dict(self.state)
         for k in wire.exchanged(self.state):
-            mean = weighted_mean([r.content["arrays"][k].numpy() for r in valid], weights)
+            mean = weighted_mean([_arrays(r)[k].numpy() for r in valid], weights)
             t = torch.from_numpy(mean.astype(np.float32)).to(self.state[k].dtype)
             if self.masks and k in self.masks:
                 t = M.unpack(t, self.masks[k])
@@ -250,7 +256,8 @@ class SparseFedAvg(FedAvg):
     def _aggregate_feddst(self, valid: list[Message], weights: list[float]) -> wire.State:
         """FedDST: clients return their own masks; each weight is averaged over the clients that
         hold it (by examples), then every layer is magnitude re-pruned to its fixed count."""
-        client_masks = [wire.masks_from_record(r.content[CLIENT_MASKS_KEY], self.state)
+        client_masks = [wire.masks_from_record(r.content.array_records[CLIENT_MASKS_KEY],
+                                                self.state)
                         for r in valid]
         for r in valid:
             r.content.array_records.pop(CLIENT_MASKS_KEY)
@@ -259,7 +266,7 @@ class SparseFedAvg(FedAvg):
         new_masks: M.Masks = {}
         for k in wire.exchanged(self.state):
             if k not in self.masks:
-                mean = weighted_mean([r.content["arrays"][k].numpy() for r in valid], weights)
+                mean = weighted_mean([_arrays(r)[k].numpy() for r in valid], weights)
                 out[k] = torch.from_numpy(mean.astype(np.float32)).view(self.state[k].shape)
                 continue
             shape, numel = self.state[k].shape, self.state[k].numel()
@@ -267,7 +274,7 @@ class SparseFedAvg(FedAvg):
             den = np.zeros(numel, np.float64)
             for r, m, w in zip(valid, client_masks, weights, strict=True):
                 flat = m[k].flatten().numpy()
-                num[flat] += r.content["arrays"][k].numpy().astype(np.float64) * w
+                num[flat] += _arrays(r)[k].numpy().astype(np.float64) * w
                 den[flat] += w
             held = den > 0
             mean = np.where(held, num / np.where(held, den, 1.0), 0.0)

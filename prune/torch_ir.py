@@ -224,7 +224,7 @@ def _conv(b: _Builder, node: fx.Node, x: int, m: nn.Conv2d) -> int:
     if m.padding_mode != "zeros":
         raise TinymcuError(f"{node.target}: padding_mode {m.padding_mode!r} is not supported")
     _, h, w, cin = b.tensors[x].shape
-    k, s, d = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
+    k, s, d = _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
     if isinstance(m.padding, str):
         pads = (0, 0, 0, 0) if m.padding == "valid" else _torch_same(k, d)
     else:
@@ -253,6 +253,11 @@ def _conv(b: _Builder, node: fx.Node, x: int, m: nn.Conv2d) -> int:
     wt = b.const(f"{node.target}.weight", filt)
     bias = b.const(f"{node.target}.bias", (cout,), "int32")
     return b.op(kind, (x, wt, bias), node.name, _nhwc(node), attrs)
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    """A 2-D layer's (H, W) setting, given as one int or a pair."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def _torch_same(k: tuple[int, ...], d: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -323,6 +328,14 @@ def _is_flatten(node: fx.Node) -> bool:
     return False
 
 
+def _called_module(node: fx.Node) -> nn.Module:
+    """The submodule a ``call_module`` node runs."""
+    owner = node.graph.owning_module
+    if owner is None or not isinstance(node.target, str):
+        raise TinymcuError(f"{node.name}: not a call_module node of a traced module")
+    return owner.get_submodule(node.target)
+
+
 def _flatten(b: _Builder, node: fx.Node, x: int) -> int:
     """Flatten/reshape to 2-D: nothing after a squeezed MEAN, RESHAPE after a 1×1 map or
     before a Linear (whose weights the exporter permutes), TRANSPOSE + RESHAPE otherwise."""
@@ -333,8 +346,8 @@ def _flatten(b: _Builder, node: fx.Node, x: int) -> int:
         raise TinymcuError(f"{node.name}: reshaping {src} to {out} is not supported; only a "
                            "flatten to (1, N)")
     if len(src) == 4 and src[1] * src[2] > 1 and not all(
-            u.op == "call_module" and isinstance(u.graph.owning_module.get_submodule(u.target),
-                                                 nn.Linear) for u in node.users):
+            u.op == "call_module" and isinstance(_called_module(u), nn.Linear)
+            for u in node.users):
         perm = b.const(f"{node.name}.perm", (4,), "int32", np.array([0, 3, 1, 2], np.int32))
         x = b.op("TRANSPOSE", (x, perm), f"{node.name}.nchw", (src[0], src[3], src[1], src[2]),
                  {"perm": (0, 3, 1, 2)})
@@ -343,11 +356,8 @@ def _flatten(b: _Builder, node: fx.Node, x: int) -> int:
 
 
 def _pool(b: _Builder, node: fx.Node, x: int, m: nn.AvgPool2d | nn.MaxPool2d) -> int:
-    def pair(v: int | tuple[int, ...]) -> tuple[int, int]:
-        return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-    k, s, p = pair(m.kernel_size), pair(m.stride or m.kernel_size), pair(m.padding)
-    d = pair(getattr(m, "dilation", 1))
+    k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
+    d = _pair(getattr(m, "dilation", 1))
     if m.ceil_mode or d != (1, 1):
         raise TinymcuError(f"{node.target}: ceil_mode and dilated pooling are not supported")
     _, h, w, _ = b.tensors[x].shape

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from tinymcu.prune import masks as M
 
@@ -46,7 +46,7 @@ def record_to_state(record: ArrayRecord, template: State, masks: M.Masks | None 
 
 def expected_shapes(template: State, masks: M.Masks | None) -> dict[str, tuple[int, ...]]:
     """Shape each array of a valid update must have (packed length for masked weights)."""
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for k in exchanged(template):
         if masks and k in masks:
             shapes[k] = (int(masks[k].sum()),)
@@ -77,3 +77,47 @@ def content_bytes(content: RecordDict) -> int:
     ):
         total += rec.count_bytes()
     return total
+
+
+# ---- typed reads of record values ------------------------------------------------------------
+# A record value may be a scalar, text or a list; each helper below checks that it is the kind
+# the protocol sends, so a malformed message fails on a clear ValueError (a bad reply) instead
+# of a TypeError deep in the arithmetic.
+
+def number(record: MetricRecord | ConfigRecord, key: str,
+           default: int | float | None = None) -> int | float:
+    """Scalar ``key`` of ``record``; ``default`` when it is absent (KeyError without one)."""
+    if key not in record:
+        if default is None:
+            raise KeyError(key)
+        return default
+    value = record[key]
+    if not isinstance(value, (int, float)):
+        raise ValueError(f"record value {key!r} is a {type(value).__name__}, not a number")
+    return value
+
+
+def numbers(record: ConfigRecord, key: str) -> list[int | float]:
+    """List of numbers ``key`` of ``record`` (empty when absent)."""
+    value = record.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"record value {key!r} is a {type(value).__name__}, not a list")
+    out: list[int | float] = []
+    for v in value:
+        if not isinstance(v, (int, float)):
+            raise ValueError(f"record value {key!r} holds a {type(v).__name__}, not a number")
+        out.append(v)
+    return out
+
+
+def strings(record: ConfigRecord, key: str) -> list[str]:
+    """List of strings ``key`` of ``record`` (empty when absent)."""
+    value = record.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"record value {key!r} is a {type(value).__name__}, not a list")
+    out: list[str] = []
+    for v in value:
+        if not isinstance(v, str):
+            raise ValueError(f"record value {key!r} holds a {type(v).__name__}, not a str")
+        out.append(v)
+    return out

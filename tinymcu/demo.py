@@ -56,12 +56,13 @@ def _emulate_test_split(tflite: Path, x: np.ndarray, y: np.ndarray, schedules: l
     """Emulate every test sample under each schedule; compare with TFLM bit for bit."""
     from tinymcu.export.parity import quantize_input
     from tinymcu.mcu_runtime.emulator import emulate
+    from tinymcu.mcu_runtime.ops.base import quant_of
     from tinymcu.mcu_runtime.oracle import tflm_invoke_batch
     from tinymcu.mcu_runtime.pipeline import candidate_schedules, load_graph
     from tinymcu.mcu_runtime.planner import plan
 
     _, graph = load_graph(tflite, target="tinymcu")
-    quant = graph.tensors[graph.inputs[0]].quant
+    quant = quant_of(graph, graph.inputs[0])
     inputs = [quantize_input(x[i:i + 1], quant) for i in range(len(x))]
     tflm = [outs[0] for outs in tflm_invoke_batch(tflite, inputs)]
     result: dict[str, Any] = {"samples": len(x)}
@@ -84,10 +85,11 @@ def _firmware(tflite: Path, x: np.ndarray, board: str, out: Path) -> dict[str, A
     from tinymcu.export.parity import quantize_input
     from tinymcu.firmware_templates.pipeline import make_firmware
     from tinymcu.firmware_templates.targets import get_target
+    from tinymcu.mcu_runtime.ops.base import quant_of
     from tinymcu.mcu_runtime.pipeline import load_graph
 
     _, graph = load_graph(tflite, target="tinymcu")
-    sample = quantize_input(x, graph.tensors[graph.inputs[0]].quant)[0]
+    sample = quantize_input(x, quant_of(graph, graph.inputs[0]))[0]
     report = make_firmware(tflite, board, out, schedule="patch", sparse=True, data=sample,
                            run=get_target(board).runnable)
     report.verify()

@@ -317,12 +317,16 @@ class SizeType(click.ParamType):
         return parse_size(str(value), opt)
 
 
-class SizeText(SizeType):
-    """A size option checked by the same rule but kept as written (for labels)."""
+class SizeText(click.ParamType):
+    """A size option checked by :class:`SizeType`'s rule but kept as written (for labels).
+
+    Not a SizeType subclass: it converts to ``str``, not ``int``."""
+
+    name = SizeType.name
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> str:
-        super().convert(value, param, ctx)
+        SizeType().convert(value, param, ctx)
         return str(value).strip()
 
 

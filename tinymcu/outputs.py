@@ -34,7 +34,7 @@ def _check_parent(path: Path) -> None:
 
 
 def write_atomic(path: Path, text: str | None = None,
-                 writer: Callable[[Path], None] | None = None) -> None:
+                 writer: Callable[[Path], object] | None = None) -> None:
     """Write ``text`` (or let ``writer`` write) to a temp file, then rename it to ``path``."""
     path = Path(path)
     _check_parent(path)

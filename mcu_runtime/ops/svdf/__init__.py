@@ -25,7 +25,7 @@ from tinymcu.mcu_runtime.geometry import Pad
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.ops import decode as d
 from tinymcu.mcu_runtime.ops import register
-from tinymcu.mcu_runtime.ops.base import OpDef, qparams
+from tinymcu.mcu_runtime.ops.base import OpDef, qparams, quant_of
 from tinymcu.mcu_runtime.ops.svdf import kernel
 from tinymcu.mcu_runtime.quant import quantize_multiplier
 
@@ -115,10 +115,10 @@ class Svdf(OpDef):
 
     def params(self, op: Op, graph: Graph) -> SvdfParams:
         t = graph.tensors
-        x, wf, wt = (t[i] for i in op.inputs[:3])
-        state, out = t[op.inputs[STATE]], t[op.outputs[0]]
-        scale = {k: np.float32(v.quant.scale[0]) for k, v in  # type: ignore[union-attr]
-                 (("in", x), ("wf", wf), ("wt", wt), ("state", state), ("out", out))}
+        x, wt, state = t[op.inputs[0]], t[op.inputs[2]], t[op.inputs[STATE]]
+        scale = {k: np.float32(quant_of(graph, i).scale[0]) for k, i in
+                 (("in", op.inputs[0]), ("wf", op.inputs[1]), ("wt", op.inputs[2]),
+                  ("state", op.inputs[STATE]), ("out", op.outputs[0]))}
         # float32 products and quotient, widened afterwards: TFLM's PrepareSvdf
         m1, s1 = quantize_multiplier(float(scale["in"] * scale["wf"] / scale["state"]))
         m2, s2 = quantize_multiplier(float(scale["state"] * scale["wt"] / scale["out"]))
