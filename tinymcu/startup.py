@@ -11,7 +11,7 @@ after start-up instead of after the standard library's ``signal``/``threading`` 
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # CPython builtin: typeshed has no stub
 import os
 
 #: signal number -> (exit code: the shell's 128 + number, the one line printed)
