@@ -475,101 +475,100 @@ TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8
     return nz;
 }
 
-/* m columns (1 or 2; column j at col0 + off[j], off[0] = 0, all in the arena) through
- * all n sparse rows: row o's int8 result for column j goes to dst[j][o], requantized as the
- * dense GEMM does (tm_gemm2). The outputs never overlap the columns (CONV_2D and
- * FULLY_CONNECTED are never in place). */
-static inline void tm_sparse_gemm(const int8_t *col0, const int32_t *off, int32_t m,
-                                  const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                  int8_t *const *dst) {
+/* One or two columns (column 1 at col0 + off, both in the arena; off < 0: one column)
+ * through all n sparse rows: row o's int8 result goes to d0[o] and d1[o], requantized as
+ * the dense GEMM does (tm_gemm2). `fast` is a constant at both calls, so each loop is
+ * compiled with one requantization form and its accumulators in registers. The outputs
+ * never overlap the columns (CONV_2D and FULLY_CONNECTED are never in place). */
+TM_INLINE void tm_sparse_gemm2_rows(const int8_t *col0, int32_t off, const tm_sparse_rows *w,
+                                    int32_t n, const tm_gemm_q *q, int8_t *d0, int8_t *d1,
+                                    int32_t fast) {
     const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
     const uint8_t *nz = w->nz;
-    const int32_t fast = q->fast;
-    int32_t o, j, acc[2];
+    int32_t o, acc[2];
     for (o = 0; o < n; ++o) {
         const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
         const int32_t count = tm_sparse_count(w, o);
         acc[0] = acc[1] = q->kbias[o];
-        if (m == 2) {
-            nz = tm_sparse_dot2(nz, count, col0, off[1], acc);
+        if (off >= 0) {
+            int8_t y0, y1;
+            nz = tm_sparse_dot2(nz, count, col0, off, acc);
+            y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
+            y1 = TM_GEMM_OUT(fast, r, cl, acc[1]);
+            d0[o] = y0;
+            d1[o] = y1;
         } else {
             nz = tm_sparse_dot1(nz, count, col0, acc);
-        }
-        for (j = 0; j < m; ++j) {
-            dst[j][o] = TM_GEMM_OUT(fast, r, cl, acc[j]);
+            d0[o] = TM_GEMM_OUT(fast, r, cl, acc[0]);
         }
     }
 }
 
-/* tm_sparse_gemm for 4 columns with the requantization form fixed (`fast` is a constant
- * at both calls, so each loop is compiled with one form and its accumulators in registers). */
-TM_INLINE void tm_sparse_gemm4_rows(const int8_t *col0, const int32_t *off,
-                                    const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                    int8_t *const *dst, int32_t fast) {
-    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
-    const uint8_t *nz = w->nz;
-    int8_t *d0 = dst[0], *d1 = dst[1], *d2 = dst[2], *d3 = dst[3];
-    int32_t o, acc[4];
-    for (o = 0; o < n; ++o) {
-        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
-        int8_t y0, y1, y2, y3;
-        acc[0] = acc[1] = acc[2] = acc[3] = q->kbias[o];
-        nz = tm_sparse_dot4(nz, tm_sparse_count(w, o), col0, off, acc);
-        y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
-        y1 = TM_GEMM_OUT(fast, r, cl, acc[1]);
-        y2 = TM_GEMM_OUT(fast, r, cl, acc[2]);
-        y3 = TM_GEMM_OUT(fast, r, cl, acc[3]);
-        d0[o] = y0;
-        d1[o] = y1;
-        d2[o] = y2;
-        d3[o] = y3;
-    }
-}
-
-static inline void tm_sparse_gemm4(const int8_t *col0, const int32_t *off,
-                                   const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                   int8_t *const *dst) {
+/* Columns col0 and col1 (col1 NULL: one column) through the sparse rows. */
+TM_NOINLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
+                                 const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                 int8_t *dst0, int8_t *dst1) {
+    const int32_t off = col1 ? (int32_t)(col1 - col0) : -1; /* -1: one column */
     if (q->fast) {
-        tm_sparse_gemm4_rows(col0, off, w, n, q, dst, 1);
+        tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, 1);
     } else {
-        tm_sparse_gemm4_rows(col0, off, w, n, q, dst, 0);
+        tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, 0);
     }
 }
 
-/* Columns col0 and col1 (col1 NULL: one column) through the sparse rows (tm_sparse_gemm). */
-TM_INLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1, const tm_sparse_rows *w,
-                               int32_t n, const tm_gemm_q *q, int8_t *dst0, int8_t *dst1) {
-    const int32_t off[2] = {0, col1 ? (int32_t)(col1 - col0) : 0};
-    int8_t *const dst[2] = {dst0, dst1};
-    tm_sparse_gemm(col0, off, col1 ? 2 : 1, w, n, q, dst);
-}
-
-/* A sparse 1x1 CONV_2D that never pads (tm_conv_pointwise): its columns are the input
- * pixels, four output pixels (raster order across the box) per pass through the rows. */
-static inline void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in,
-                                              tm_box out) {
-    const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
-                         p->fast_rq};
+/* The rows of a sparse 1x1 CONV_2D that never pads (tm_conv_pointwise), rows outer: each
+ * row's requantization constants, folded bias and entries are taken once, then the row
+ * walks every output pixel, four at a time (tm_sparse_dot4, one entry a multiply-accumulate
+ * across the four pixels), the tail one at a time. The pixels are walked as runs along
+ * which the input and output steps are constant: the whole box when its rows are
+ * contiguous (a layer's whole map), else one run per output row (a tile). `fast` is a
+ * constant at both calls. */
+TM_INLINE void tm_sparse_pointwise_rows(const tm_conv_params *p, tm_box in, tm_box out,
+                                        int32_t fast) {
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
     const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
-    const int32_t total = out.h * out.w;
-    int32_t i, j, m, oy = 0, ox = 0, off[4];
-    int8_t *dst[4];
-    for (i = 0; i < total; i += m) {
-        const int8_t *c0 = tm_at(in, oy * p->sh, ox * p->sw);
-        m = total - i >= 4 ? 4 : (total - i >= 2 ? 2 : 1);
-        for (j = 0; j < m; ++j) {
-            off[j] = (int32_t)(tm_at(in, oy * p->sh, ox * p->sw) - c0);
-            dst[j] = tm_at(out, oy, ox);
-            if (++ox == out.w) {
-                ox = 0;
-                ++oy;
+    const int32_t istep = p->sw * in.pix, ostep = out.pix;
+    const int32_t linear = out.h == 1 || (p->sh * in.row == out.w * istep &&
+                                          out.row == out.w * ostep);
+    const int32_t runs = linear ? 1 : out.h, len = linear ? out.h * out.w : out.w;
+    const int32_t off[4] = {0, istep, 2 * istep, 3 * istep};
+    const uint8_t *nz = p->nz;
+    int32_t o, k, i;
+    for (o = 0; o < out.c; ++o) {
+        const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
+        const int32_t count = tm_sparse_count(&sp, o), kb = p->kbias[o];
+        for (k = 0; k < runs; ++k) {
+            const int8_t *x = tm_at(in, k * p->sh, 0);
+            int8_t *d = tm_at(out, k, 0) + o;
+            for (i = 0; i + 4 <= len; i += 4, x += 4 * istep, d += 4 * ostep) {
+                int32_t acc[4];
+                int8_t y0, y1, y2, y3;
+                acc[0] = acc[1] = acc[2] = acc[3] = kb;
+                (void)tm_sparse_dot4(nz, count, x, off, acc);
+                y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
+                y1 = TM_GEMM_OUT(fast, r, cl, acc[1]);
+                y2 = TM_GEMM_OUT(fast, r, cl, acc[2]);
+                y3 = TM_GEMM_OUT(fast, r, cl, acc[3]);
+                d[0] = y0;
+                d[ostep] = y1;
+                d[2 * ostep] = y2;
+                d[3 * ostep] = y3;
+            }
+            for (; i < len; ++i, x += istep, d += ostep) {
+                int32_t acc = kb;
+                (void)tm_sparse_dot1(nz, count, x, &acc);
+                *d = TM_GEMM_OUT(fast, r, cl, acc);
             }
         }
-        if (m == 4) {
-            tm_sparse_gemm4(c0, off, &sp, out.c, &q, dst);
-        } else {
-            tm_sparse_gemm(c0, off, m, &sp, out.c, &q, dst);
-        }
+        nz += 2 * count;
+    }
+}
+
+TM_NOINLINE void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in, tm_box out) {
+    if (p->fast_rq) {
+        tm_sparse_pointwise_rows(p, in, out, 1);
+    } else {
+        tm_sparse_pointwise_rows(p, in, out, 0);
     }
 }
 
