@@ -39,6 +39,13 @@
 #define TM_NOINLINE static inline
 #endif
 
+/* Defined to 1 by a generated model whose every sparse filter's op was proved bounded
+ * (fast_rq): the sparse kernels then take their short-requantization loop unconditionally
+ * and their exact one is not compiled in (flash). Dense kernels do not read it. */
+#ifndef TM_SPARSE_FAST_ONLY
+#define TM_SPARSE_FAST_ONLY 0
+#endif
+
 /* Kernel layer selection, at compile time: TM_DSP is 1 on cores with the DSP extension
  * (Cortex-M4/M7/M33/M55: 16-bit SIMD multiply-accumulate, __smlad and friends from the
  * compiler's <arm_acle.h>), 0 elsewhere (host builds, Cortex-M0/M0+/M3), where every

@@ -66,6 +66,9 @@ class CUnit:
     const_bytes: int = 0
     #: every box a step passes to a kernel, in first-use order (``tm_boxes[k]`` in the C)
     boxes: dict[Box, int] = field(default_factory=dict)
+    #: a sparse filter's op not proved bounded (no ``fast_rq``): the sparse kernels keep
+    #: their exact-requantization loops (else ``TM_SPARSE_FAST_ONLY`` compiles them out)
+    sparse_exact_rq: bool = False
     _names: set[str] = field(default_factory=set)
     _op_params: dict[tuple[int, str], str] = field(default_factory=dict)
     _formats: dict[int, str] | None = None

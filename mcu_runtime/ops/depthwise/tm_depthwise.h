@@ -391,192 +391,44 @@ static inline void tm_depthwise_inplace(const tm_conv_params *p, tm_box in, tm_b
 /* ---- sparse depthwise (bitmask filters) ---------------------------------------------------
  * A pruned depthwise channel has a handful of non-zero taps among its KH*KW (at 10 %
  * density under one of 9). The generator calls these entry points only for bitmask
- * filters, so a dense build links none of it. Each channel's non-zero taps are found once
- * (its bits of the channel-major mask) and kept in a table: per tap its byte offset from
- * the window origin and its weight, next to each other so one LDRD reads both; then every
- * output pixel is the folded bias plus one multiply-accumulate per non-zero tap. The input
- * zero point is folded the GEMM's way (bias - zp * sum w, the raw products summed): output
- * pixels whose non-zero taps all lie inside the box (a rectangle, found once per channel)
- * run without a bounds test, the border ones read the zero point for a tap outside, which
- * the folded bias cancels. A channel without non-zero taps is one requantized bias, filled
- * in. A channel of more than TM_DWS_TAPS non-zero taps (a lightly pruned window over 4x4)
- * takes the per-weight walk of tm_depthwise_channel. */
-#define TM_DWS_TAPS 16
-
-typedef struct {
-    int32_t n;                     /* non-zero taps (more than TM_DWS_TAPS: not tabled) */
-    int32_t kb;                    /* the bias minus in_zp * the sum of the weights */
-    int32_t y0, y1, x0, x1;        /* output rows [y0, y1) x cols [x0, x1): every tap inside */
-    int32_t tab[2 * TM_DWS_TAPS];  /* per tap: byte offset from the window origin, weight */
-    int16_t dy[TM_DWS_TAPS], dx[TM_DWS_TAPS]; /* per tap: its distance from the origin */
-} tm_dws_taps;
-
-/* ceil(a / b) for b > 0 and any a (C division truncates toward zero). */
-TM_INLINE int32_t tm_ceil_div(int32_t a, int32_t b) {
-    return a > 0 ? (a + b - 1) / b : -((-a) / b);
-}
+ * filters, so a dense build links none of it. Each channel's non-zero taps are read once
+ * from its bits of the channel-major mask into a tap table (tm_conv.h), which runs the
+ * channel's output pixels; a channel of more than TM_TAPS non-zero taps takes the
+ * per-weight walk of tm_depthwise_channel. */
 
 /* Channel oc's table (offsets for the strides of box `in`); *values points at its first
  * non-zero weight and is moved past its last. */
 static inline void tm_dws_of(const tm_conv_params *p, tm_box in, tm_box out, int32_t oc,
                              int32_t pad_top, int32_t pad_left, const int8_t **values,
-                             tm_dws_taps *t) {
+                             tm_taps *t) {
     const int8_t *v = *values;
-    int32_t ky, kx, n = 0, sum = 0, bit = oc * p->kh * p->kw;
-    int32_t dy0 = 0, dy1 = 0, dx0 = 0, dx1 = 0;
+    int32_t ky, kx, n = 0, sum = 0, bit = oc * p->kh * p->kw, ext[4] = {0, 0, 0, 0};
     for (ky = 0; ky < p->kh; ++ky) {
         for (kx = 0; kx < p->kw; ++kx, ++bit) {
             if (tm_bit(p->mask, bit)) {
                 const int32_t dy = ky * p->dh, dx = kx * p->dw, w = *v++;
-                if (n < TM_DWS_TAPS) {
-                    t->tab[2 * n] = dy * in.row + dx * in.pix;
-                    t->tab[2 * n + 1] = w;
-                    t->dy[n] = (int16_t)dy;
-                    t->dx[n] = (int16_t)dx;
-                }
-                dy0 = n == 0 || dy < dy0 ? dy : dy0;
-                dy1 = n == 0 || dy > dy1 ? dy : dy1;
-                dx0 = n == 0 || dx < dx0 ? dx : dx0;
-                dx1 = n == 0 || dx > dx1 ? dx : dx1;
+                tm_taps_add(t, n++, dy * in.row + dx * in.pix, w, dy, dx, ext);
                 sum += w;
-                ++n;
             }
         }
     }
     *values = v;
     t->n = n;
     t->kb = tm_wrap_sub(p->bias ? p->bias[oc] : 0, p->in_zp * sum);
-    /* oy is inside when 0 <= oy * sh - pad_top + dy0 and oy * sh - pad_top + dy1 < in.h */
-    t->y0 = tm_ceil_div(pad_top - dy0, p->sh);
-    t->y1 = tm_ceil_div(in.h + pad_top - dy1, p->sh);
-    t->x0 = tm_ceil_div(pad_left - dx0, p->sw);
-    t->x1 = tm_ceil_div(in.w + pad_left - dx1, p->sw);
-    t->y0 = t->y0 < 0 ? 0 : (t->y0 > out.h ? out.h : t->y0);
-    t->y1 = t->y1 < t->y0 ? t->y0 : (t->y1 > out.h ? out.h : t->y1);
-    t->x0 = t->x0 < 0 ? 0 : (t->x0 > out.w ? out.w : t->x0);
-    t->x1 = t->x1 < t->x0 ? t->x0 : (t->x1 > out.w ? out.w : t->x1);
-}
-
-/* Output pixel (iy0, ix0: its window origin) of a tabled channel whose taps may fall
- * outside the box: such a tap reads the input zero point. */
-static inline int8_t tm_dws_out(const tm_dws_taps *t, tm_box in, int32_t ic, int32_t zp,
-                                tm_rq r, tm_clamp cl, int32_t fast, int32_t iy0,
-                                int32_t ix0) {
-    int32_t j, s = 0;
-    for (j = 0; j < t->n; ++j) {
-        const int32_t iy = iy0 + t->dy[j], ix = ix0 + t->dx[j];
-        s += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w ? (int32_t)tm_at(in, iy, ix)[ic]
-                                                             : zp) * t->tab[2 * j + 1];
-    }
-    s = tm_wrap_add(t->kb, s);
-    return fast ? tm_rq_out_fast(r, cl, s) : tm_rq_out(r, cl, s);
-}
-
-/* The inside run of a one-tap channel: n outputs (dst, step ostep) from the inputs at x
- * (step xstep), kb + x * w each; `fast` is a constant at both calls (the requantization
- * form), so the loop keeps everything in registers. */
-TM_INLINE void tm_dws_run1(const int8_t *x, int32_t xstep, int8_t *dst, int32_t ostep,
-                           int32_t n, int32_t kb, int32_t w, tm_rq r, tm_clamp cl,
-                           int32_t fast) {
-    for (; n > 0; --n, x += xstep, dst += ostep) {
-        const int32_t acc = kb + *x * w;
-        *dst = fast ? tm_rq_out_fast(r, cl, acc) : tm_rq_out(r, cl, acc);
-    }
-}
-
-/* The same for a channel of 2..TM_DWS_TAPS taps: x is the first output's window origin as
- * an index into the box (it may lie outside the box; the taps do not). */
-TM_INLINE void tm_dws_runn(const tm_dws_taps *t, const int8_t *box, int32_t x,
-                           int32_t xstep, int8_t *dst, int32_t ostep, int32_t n, tm_rq r,
-                           tm_clamp cl, int32_t fast) {
-    for (; n > 0; --n, x += xstep, dst += ostep) {
-        const int32_t *e = t->tab;
-        int32_t j, s = 0;
-        for (j = t->n; j > 0; --j, e += 2) {
-            s += box[x + e[0]] * e[1];
-        }
-        s = tm_wrap_add(t->kb, s);
-        *dst = fast ? tm_rq_out_fast(r, cl, s) : tm_rq_out(r, cl, s);
-    }
-}
-
-/* Output channel oc of a tabled channel (1 <= n <= TM_DWS_TAPS) from channel ic of box
- * `in` (the offsets were made for its strides). The pixels around the rectangle of its taps
- * go through tm_dws_out (with one tap, the tap is outside there: they are the requantized
- * bias); the rectangle runs without a bounds test, along its longer side (a narrow map
- * such as a spectrogram's 25 x 5 would otherwise pay a run's setup every few pixels). */
-static inline void tm_dws_rows(const tm_conv_params *p, const tm_dws_taps *t, tm_box in,
-                               int32_t ic, tm_box out, int32_t oc, int32_t pad_top,
-                               int32_t pad_left) {
-    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
-    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
-    const int32_t n = t->n, zp = p->in_zp, fast = p->fast_rq, sh = p->sh, sw = p->sw;
-    const int32_t y0 = t->y0, y1 = t->y1, x0 = t->x0, x1 = t->x1;
-    const int8_t yb = tm_requant_out(tm_wrap_add(t->kb, zp * t->tab[1]), p->mult[oc],
-                                     p->shift[oc], p->out_zp, p->act_min, p->act_max);
-    const int32_t along_x = x1 - x0 >= y1 - y0;
-    /* a run: its length and the steps of the input and output along it; the runs: */
-    const int32_t len = along_x ? x1 - x0 : y1 - y0, runs = along_x ? y1 - y0 : x1 - x0;
-    const int32_t xstep = along_x ? sw * in.pix : sh * in.row;
-    const int32_t ostep = along_x ? out.pix : out.row;
-    int32_t oy, ox, k;
-    for (oy = 0; oy < out.h; ++oy) {
-        const int32_t iy0 = oy * sh - pad_top;
-        int8_t *dst = tm_at(out, oy, 0) + oc;
-        /* rows across the rectangle skip it: columns [x0, x1) are the runs' */
-        const int32_t skip = oy >= y0 && oy < y1 ? x1 - x0 : 0, a = skip ? x0 : out.w;
-        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
-            if (ox == a) {
-                ox += skip;
-                dst += skip * out.pix;
-                if (ox == out.w) {
-                    break;
-                }
-            }
-            *dst = n == 1 ? yb : tm_dws_out(t, in, ic, zp, r, cl, fast, iy0,
-                                              ox * sw - pad_left);
-        }
-    }
-    for (k = 0; k < runs; ++k) {
-        const int32_t ry = along_x ? y0 + k : y0, rx = along_x ? x0 : x0 + k;
-        /* the window origin may lie outside the box: index from the box start */
-        const int32_t at = (ry * sh - pad_top) * in.row + (rx * sw - pad_left) * in.pix + ic;
-        int8_t *dst = tm_at(out, ry, rx) + oc;
-        if (n == 1 && fast) {
-            tm_dws_run1(in.p + (at + t->tab[0]), xstep, dst, ostep, len, t->kb, t->tab[1],
-                        r, cl, 1);
-        } else if (n == 1) {
-            tm_dws_run1(in.p + (at + t->tab[0]), xstep, dst, ostep, len, t->kb, t->tab[1],
-                        r, cl, 0);
-        } else {
-            tm_dws_runn(t, in.p, at, xstep, dst, ostep, len, r, cl, fast);
-        }
-    }
-}
-
-/* Output channel oc of a channel without non-zero taps: its requantized bias everywhere. */
-static inline void tm_dws_fill(const tm_conv_params *p, tm_box out, int32_t oc) {
-    const int8_t y = tm_conv_out(p, 0, oc);
-    int32_t oy, ox;
-    for (oy = 0; oy < out.h; ++oy) {
-        int8_t *dst = tm_at(out, oy, 0) + oc;
-        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
-            *dst = y;
-        }
-    }
+    tm_taps_rect(t, p, in, out, pad_top, pad_left, ext[0], ext[1], ext[2], ext[3]);
 }
 
 /* Output channel oc of a sparse depthwise from channel ic of box `in`, its table t made
  * for that box (values: the channel's first non-zero weight, for the untabled walk). */
-TM_NOINLINE void tm_dws_channel(const tm_conv_params *p, const tm_dws_taps *t, tm_box in,
-                                  int32_t ic, tm_box out, int32_t oc, int32_t pad_top,
-                                  int32_t pad_left, const int8_t *values) {
+TM_NOINLINE void tm_dws_channel(const tm_conv_params *p, const tm_taps *t, tm_box in,
+                                int32_t ic, tm_box out, int32_t oc, int32_t pad_top,
+                                int32_t pad_left, const int8_t *values) {
     if (t->n == 0) {
-        tm_dws_fill(p, out, oc);
-    } else if (t->n > TM_DWS_TAPS) {
+        tm_taps_fill(out, oc, tm_conv_out(p, 0, oc));
+    } else if (t->n > TM_TAPS) {
         (void)tm_depthwise_channel(p, in, ic, out, oc, pad_top, pad_left, values);
     } else {
-        tm_dws_rows(p, t, in, ic, out, oc, pad_top, pad_left);
+        tm_taps_rows(p, t, in, ic, out, oc, pad_top, pad_left);
     }
 }
 
@@ -585,7 +437,7 @@ TM_NOINLINE void tm_dws_channel(const tm_conv_params *p, const tm_dws_taps *t, t
 TM_NOINLINE void tm_depthwise_masked(const tm_conv_params *p, tm_box in, tm_box out,
                                        int32_t pad_top, int32_t pad_left) {
     const int8_t *values = p->filter;
-    tm_dws_taps t;
+    tm_taps t;
     int32_t c, m;
     for (c = 0; c < in.c; ++c) {
         for (m = 0; m < p->depth_multiplier; ++m) {
@@ -606,7 +458,7 @@ TM_NOINLINE void tm_depthwise_masked_inplace(const tm_conv_params *p, tm_box in,
                                              tm_box out, int32_t pad_top, int32_t pad_left,
                                              int8_t *scratch, int32_t group) {
     const int8_t *values = p->filter;
-    tm_dws_taps t;
+    tm_taps t;
     int32_t c, j, y, x;
     for (c = 0; c < in.c; c += group) {
         const int32_t g = in.c - c < group ? in.c - c : group;
