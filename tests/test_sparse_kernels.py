@@ -205,3 +205,58 @@ def test_the_format_plan_stays_within_the_bitmask_budget(seed: int, density: flo
     assert used <= mask
     others = sum(t.nbytes for t in graph.tensors if t.is_const and t.dtype != "int8")
     assert mask == sparse_weight_bytes(graph) - others
+
+
+def _keep_taps(rows: np.ndarray, keep: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Filter rows (one per output channel) with row r keeping ``keep[r % len(keep)]``
+    random taps, each non-zero, and the rest zero."""
+    out = np.zeros_like(rows)
+    for r in range(len(out)):
+        kept = rng.choice(rows.shape[1], min(keep[r % len(keep)], rows.shape[1]),
+                          replace=False)
+        out[r, kept] = np.where(rows[r, kept] == 0, 1, rows[r, kept])
+    return out
+
+
+def tap_table_graph(bias: int | None = None) -> Graph:
+    """A 3x3 depthwise (in place) whose channels keep 0, 1, 1, 2 or 3 taps (one-tap runs,
+    several taps, filled channels), a 7x7 depthwise of multiplier 2 (not in place) keeping
+    40 of 49 taps (over TM_TAPS: the per-weight walk) and a strided 5x5 conv whose rows keep 0, 1, 3 or 40 of 150 taps (the list rows'
+    tap tables and, without im2col buffer, the pixel walk of the long rows); NONE (the
+    full int8 range), RELU6 (a clamp) and — with ``bias`` on the conv's first channel, too
+    large for the short requantization — the exact form."""
+    rng = np.random.default_rng(12)
+    b = GraphBuilder((9, 8, 6), seed=11)
+    x = b.conv(b.input, 0, kernel=3, depthwise=True, activation="NONE")
+    x = b.conv(x, 0, kernel=7, depthwise=True, activation="RELU6", multiplier=2)
+    x = b.conv(x, 7, kernel=5, stride=2, activation="NONE")
+    g = b.build(x)
+    tensors = list(g.tensors)
+    for op, keep in zip(g.ops, ([0, 1, 1, 2, 3, 1], [40], [0, 1, 3, 40]), strict=True):
+        w = np.asarray(tensors[op.inputs[1]].data)
+        if op.kind == "DEPTHWISE_CONV_2D":  # 1HW(C): a row per channel is a column
+            pruned = _keep_taps(w.reshape(-1, w.shape[-1]).T, keep, rng).T.reshape(w.shape)
+        else:
+            pruned = _keep_taps(w.reshape(w.shape[0], -1), keep, rng).reshape(w.shape)
+        tensors[op.inputs[1]] = replace(tensors[op.inputs[1]], data=pruned)
+    if bias is not None:
+        t = tensors[g.ops[2].inputs[2]]
+        data = np.asarray(t.data).copy()
+        data[0] = bias
+        tensors[t.index] = replace(t, data=data)
+    return replace(g, tensors=tensors)
+
+
+@pytest.mark.parametrize("bias", [None, 600_000_000])
+def test_each_tap_table_path(bias: int | None, tmp_path: Path) -> None:
+    """The tap-table kernels equal the reference in every path of tap_table_graph, in place
+    and not (the planner's choice per schedule), with and without im2col buffer; a model
+    whose every sparse op was proved bounded compiles the exact requantization out
+    (TM_SPARSE_FAST_ONLY), one with an unbounded op keeps it."""
+    g = tap_table_graph(bias)
+    assert plan_formats(g)[g.ops[0].inputs[1]] == "mask"
+    for memory in (False, True):
+        graph = set_optimize(g, "memory") if memory else g
+        text = check_c_equals_reference(graph, tmp_path / f"m{memory}", np.random.default_rng(3))
+        assert "tm_depthwise_masked(" in text and "tm_depthwise_masked_inplace(" in text
+        assert ("#define TM_SPARSE_FAST_ONLY 1" in text) == (bias is None)

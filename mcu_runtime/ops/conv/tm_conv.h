@@ -672,15 +672,16 @@ static inline void tm_taps_add(tm_taps *t, int32_t n, int32_t off, int32_t w, in
     ext[3] = n == 0 || dx > ext[3] ? dx : ext[3];
 }
 
-/* Output pixel (iy0, ix0: its window origin) of a tabled channel whose taps may fall
- * outside the box: such a tap reads the input zero point. */
+/* Output pixel (iy0, ix0: its window origin) of a tabled row whose taps may fall outside
+ * the box: such a tap reads the input zero point. */
 static inline int8_t tm_taps_border(const tm_taps *t, tm_box in, int32_t ic, int32_t zp,
                                     tm_rq r, tm_clamp cl, int32_t form, int32_t iy0,
                                     int32_t ix0) {
+    const int32_t at = iy0 * in.row + ix0 * in.pix + ic; /* may lie outside: an index */
     int32_t j, s = 0;
     for (j = 0; j < t->n; ++j) {
         const int32_t iy = iy0 + t->dy[j], ix = ix0 + t->dx[j];
-        s += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w ? (int32_t)tm_at(in, iy, ix)[ic]
+        s += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w ? (int32_t)in.p[at + t->tab[2 * j]]
                                                              : zp) * t->tab[2 * j + 1];
     }
     s = tm_wrap_add(t->kb, s);
