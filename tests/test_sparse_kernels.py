@@ -161,9 +161,10 @@ def test_each_list_kernel_runs(tmp_path: Path) -> None:
 
 
 def test_each_bitmask_kernel_runs(tmp_path: Path) -> None:
-    """The same shapes moderately pruned take the bitmask: its GEMM over pixel and im2col
-    columns (rows not byte aligned: 45 and 325 taps), the direct loop with --optimize
-    memory, the fully-connected bitmask GEMM, and a depthwise channel walk."""
+    """The same shapes moderately pruned take the bitmask: the 1x1 rows decoded into lists
+    (45 taps, rows not byte aligned), its GEMM over im2col columns (325 taps), the direct
+    loop with --optimize memory, the fully-connected bitmask GEMM, and a depthwise tap
+    table."""
     rng = np.random.default_rng(8)
     b = GraphBuilder((7, 7, 45), seed=4)
     x = b.conv(b.input, 13, kernel=1, activation="NONE")
@@ -175,6 +176,17 @@ def test_each_bitmask_kernel_runs(tmp_path: Path) -> None:
         graph = set_optimize(g, "memory") if memory else g
         text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
         assert text.count("tm_conv2d_masked(") == 2 and "tm_fully_connected_sparse(" in text
+
+
+def test_wide_bitmask_pointwise_takes_the_pixel_gemm(tmp_path: Path) -> None:
+    """A bitmask 1x1 over more than TM_MASK_ROW (128) input channels does not fit the
+    decoded-row buffer: it runs the bitmask GEMM over the input pixels, bit-exact too."""
+    rng = np.random.default_rng(9)
+    b = GraphBuilder((5, 3, 131), seed=6)
+    g = prune(b.build(b.conv(b.input, 9, kernel=1, activation="NONE")), rng, 0.35)
+    assert set(plan_formats(g).values()) == {"mask"}
+    text = check_c_equals_reference(g, tmp_path / "wide", rng)
+    assert "tm_conv2d_masked(" in text
 
 
 @given(seed=st.integers(0, 2**31 - 1), density=st.floats(0.0, 1.0))

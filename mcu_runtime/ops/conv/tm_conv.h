@@ -560,6 +560,61 @@ TM_NOINLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
                    tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_EXACT));
 }
 
+TM_INLINE int32_t tm_ctz(uint32_t m) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(m);
+#else
+    int32_t n = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        ++n;
+    }
+    return n;
+#endif
+}
+
+/* Up to 24 mask bits from bit `bit` on (of a mask of `bytes` bytes), low bit first. */
+TM_INLINE uint32_t tm_mask_bits(const uint8_t *mask, int32_t bytes, int32_t bit) {
+    const int32_t b = bit >> 3;
+    uint32_t v;
+    if (b + 4 <= bytes) {
+        v = tm_load32((const int8_t *)(const void *)(mask + b));
+    } else {
+        int32_t i;
+        v = 0;
+        for (i = 0; b + i < bytes && i < 4; ++i) {
+            v |= (uint32_t)mask[b + i] << (8 * i);
+        }
+    }
+    return v >> (bit & 7);
+}
+
+/* Row o of a bitmask filter of k <= TM_MASK_ROW taps (its bits from `bit` on, of a mask of
+ * `bytes` bytes) as non-zero list entries in `row` (gaps below 256: no bridging entries);
+ * *values is its first non-zero value and moves past its last. Returns the entry count. */
+#define TM_MASK_ROW 128
+
+static inline int32_t tm_mask_row_list(const uint8_t *mask, int32_t bytes, int32_t bit,
+                                       int32_t k, const int8_t **values, uint8_t *row) {
+    const int8_t *v = *values;
+    int32_t t, n = 0, prev = 0;
+    for (t = 0; t < k; t += 8) { /* 8 bits at a time, bytewise: never past the mask */
+        const int32_t b = (bit + t) >> 3, s = (bit + t) & 7, span = k - t < 8 ? k - t : 8;
+        uint32_t m = (uint32_t)mask[b] >> s;
+        if (s && b + 1 < bytes) {
+            m |= (uint32_t)mask[b + 1] << (8 - s);
+        }
+        for (m &= (1u << span) - 1u; m; m &= m - 1u, ++n) {
+            const int32_t j = t + tm_ctz(m);
+            row[2 * n] = (uint8_t)(j - prev);
+            row[2 * n + 1] = (uint8_t)*v++;
+            prev = j;
+        }
+    }
+    *values = v;
+    return n;
+}
+
 /* The rows of a sparse 1x1 CONV_2D that never pads (tm_conv_pointwise), rows outer: each
  * row's requantization constants, folded bias and entries are taken once, then the row
  * walks every output pixel, four at a time (tm_sparse_dot4, one entry a multiply-accumulate
@@ -568,19 +623,26 @@ TM_NOINLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
  * contiguous (a layer's whole map), else one run per output row (a tile). `form` is a
  * constant at each call. */
 TM_INLINE void tm_sparse_pointwise_rows(const tm_conv_params *p, tm_box in, tm_box out,
-                                        int32_t form) {
+                                        int32_t form, int32_t masked) {
     const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
     const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
+    const int32_t bytes = masked ? (out.c * in.c + 7) / 8 : 0;
+    const int8_t *values = p->filter;
+    uint8_t list[2 * TM_MASK_ROW]; /* a bitmask row decoded (masked only) */
     const int32_t istep = p->sw * in.pix, ostep = out.pix;
     const int32_t linear = out.h == 1 || (p->sh * in.row == out.w * istep &&
                                           out.row == out.w * ostep);
     const int32_t runs = linear ? 1 : out.h, len = linear ? out.h * out.w : out.w;
     const int32_t off[4] = {0, istep, 2 * istep, 3 * istep};
-    const uint8_t *nz = p->nz;
+    const uint8_t *rows = p->nz;
     int32_t o, k, i;
     for (o = 0; o < out.c; ++o) {
         const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
-        const int32_t count = tm_sparse_count(&sp, o), kb = p->kbias[o];
+        const int32_t count = masked ? tm_mask_row_list(p->mask, bytes, o * in.c, in.c,
+                                                        &values, list)
+                                     : tm_sparse_count(&sp, o);
+        const int32_t kb = p->kbias[o];
+        const uint8_t *nz = masked ? list : rows;
         for (k = 0; k < runs; ++k) {
             const int8_t *x = tm_at(in, k * p->sh, 0);
             int8_t *d = tm_at(out, k, 0) + o;
@@ -604,15 +666,25 @@ TM_INLINE void tm_sparse_pointwise_rows(const tm_conv_params *p, tm_box in, tm_b
                 *d = TM_SPARSE_OUT(form, r, cl, acc);
             }
         }
-        nz += 2 * count;
+        rows += masked ? 0 : 2 * count;
     }
 }
 
+/* The sparse 1x1 CONV_2D of non-zero lists. */
 TM_NOINLINE void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in, tm_box out) {
     TM_RQ_DISPATCH(tm_rq_form(p->fast_rq, p->act_min, p->act_max),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FULL),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FAST),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_EXACT));
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FULL, 0),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FAST, 0),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_EXACT, 0));
+}
+
+/* The same for a bitmask filter (kbias set) of at most TM_MASK_ROW input channels: each
+ * row is decoded into a list once per call, then walks the pixels as the lists do. */
+TM_NOINLINE void tm_conv2d_mask_pointwise(const tm_conv_params *p, tm_box in, tm_box out) {
+    TM_RQ_DISPATCH(tm_rq_form(p->fast_rq, p->act_min, p->act_max),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FULL, 1),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FAST, 1),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_EXACT, 1));
 }
 
 /* ---- sparse tap tables (CONV_2D lists and depthwise bitmask rows) -------------------------
@@ -792,35 +864,6 @@ static inline void tm_taps_fill(tm_box out, int32_t oc, int8_t y) {
  * walk takes up to 24 bits at a time from an unaligned word (bytewise at the mask's end,
  * which it never reads past) and visits only the set bits (count trailing zeros), with the
  * input zero point and bias folded into kbias as in the other GEMMs. */
-TM_INLINE int32_t tm_ctz(uint32_t m) {
-#if defined(__GNUC__) || defined(__clang__)
-    return __builtin_ctz(m);
-#else
-    int32_t n = 0;
-    while (!(m & 1u)) {
-        m >>= 1;
-        ++n;
-    }
-    return n;
-#endif
-}
-
-/* Up to 24 mask bits from bit `bit` on (of a mask of `bytes` bytes), low bit first. */
-TM_INLINE uint32_t tm_mask_bits(const uint8_t *mask, int32_t bytes, int32_t bit) {
-    const int32_t b = bit >> 3;
-    uint32_t v;
-    if (b + 4 <= bytes) {
-        v = tm_load32((const int8_t *)(const void *)(mask + b));
-    } else {
-        int32_t i;
-        v = 0;
-        for (i = 0; b + i < bytes && i < 4; ++i) {
-            v |= (uint32_t)mask[b + i] << (8 * i);
-        }
-    }
-    return v >> (bit & 7);
-}
-
 /* Columns col0 and col1 (col1 NULL: one column) through all n rows of a bitmask filter of
  * K taps per row: row o's result goes to dst0[o] and dst1[o] (tm_gemm2's requantization). */
 static inline void tm_mask_gemm2(const int8_t *col0, const int8_t *col1, const uint8_t *mask,
@@ -1079,7 +1122,9 @@ static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box ou
  * over im2col or pixel columns when the bias was folded (kbias), else the direct loop. */
 static inline void tm_conv2d_masked(const tm_conv_params *p, tm_box in, tm_box out,
                                     int32_t pad_top, int32_t pad_left, int8_t *scratch) {
-    if (p->kbias && (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left))) {
+    if (p->kbias && in.c <= TM_MASK_ROW && tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+        tm_conv2d_mask_pointwise(p, in, out);
+    } else if (p->kbias && (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left))) {
         tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_MASK);
     } else {
         tm_conv2d_sparse(p, in, out, pad_top, pad_left);
