@@ -560,16 +560,17 @@ TM_NOINLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
                    tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_EXACT));
 }
 
+/* The index of the lowest set bit of m != 0: RBIT + CLZ where the core has CLZ (Armv7-M,
+ * hosts). Armv6-M (Cortex-M0) has neither, and GCC's __builtin_ctz there is a libgcc call
+ * the firmware's call-graph stack bound cannot see into: a de Bruijn multiply instead. */
 TM_INLINE int32_t tm_ctz(uint32_t m) {
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && (!defined(__arm__) || defined(__ARM_FEATURE_CLZ))
     return __builtin_ctz(m);
 #else
-    int32_t n = 0;
-    while (!(m & 1u)) {
-        m >>= 1;
-        ++n;
-    }
-    return n;
+    static const uint8_t pos[32] = {0,  1,  28, 2,  29, 14, 24, 3,  30, 22, 20,
+                                    15, 25, 17, 4,  8,  31, 27, 13, 23, 21, 19,
+                                    16, 7,  26, 12, 18, 6,  11, 5,  10, 9};
+    return pos[((m & (0u - m)) * 0x077CB531u) >> 27];
 #endif
 }
 

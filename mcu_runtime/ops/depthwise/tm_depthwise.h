@@ -7,8 +7,9 @@
  * (__sxtab16 subtracts the input zero point on the way) and 4 16-bit MACs
  * (__smlabb/__smlatt); the C99 path is the same sum per byte. The taps a window has inside
  * the box are found once per output pixel, so padding costs nothing in the tap loop; a 3x3
- * window fully inside runs an unrolled body. Other cases (multiplier > 1, sparse filters)
- * run the per-channel loop tm_depthwise_channel. */
+ * window fully inside runs an unrolled body. Other cases (multiplier > 1, a fused
+ * expand's bitmask filter) run the per-channel loop tm_depthwise_channel; bitmask filters
+ * have their own entry points at the end of this header. */
 #ifndef TM_DEPTHWISE_H
 #define TM_DEPTHWISE_H
 
