@@ -24,6 +24,7 @@ from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime import patch
 from tinymcu.mcu_runtime.check import sparse_weight_bytes
 from tinymcu.mcu_runtime.codegen import generate
+from tinymcu.mcu_runtime.codegen.emitters import SPARSE_FORM
 from tinymcu.mcu_runtime.codegen.sparse import MAX_GAP, plan_formats, sparse_row_lists
 from tinymcu.mcu_runtime.emulator import emulate
 from tinymcu.mcu_runtime.ir import Graph
@@ -263,13 +264,15 @@ def tap_table_graph(bias: int | None = None) -> Graph:
 @pytest.mark.parametrize("bias", [None, 600_000_000])
 def test_each_tap_table_path(bias: int | None, tmp_path: Path) -> None:
     """The tap-table kernels equal the reference in every path of tap_table_graph, in place
-    and not (the planner's choice per schedule), with and without im2col buffer; a model
-    whose every sparse op was proved bounded compiles the exact requantization out
-    (TM_SPARSE_FAST_ONLY), one with an unbounded op keeps it."""
+    and not (the planner's choice per schedule), with and without im2col buffer. The model
+    lists the requantization forms its sparse ops take (TM_SPARSE_FORMS: the full-range
+    depthwise and conv, the clamped RELU6 depthwise and, with the unbounded bias, the
+    exact conv), so the kernels compile in those only."""
     g = tap_table_graph(bias)
     assert plan_formats(g)[g.ops[0].inputs[1]] == "mask"
     for memory in (False, True):
         graph = set_optimize(g, "memory") if memory else g
         text = check_c_equals_reference(graph, tmp_path / f"m{memory}", np.random.default_rng(3))
         assert "tm_depthwise_masked(" in text and "tm_depthwise_masked_inplace(" in text
-        assert ("#define TM_SPARSE_FAST_ONLY 1" in text) == (bias is None)
+        forms = SPARSE_FORM["full"] | SPARSE_FORM["fast"] | (SPARSE_FORM["exact"] if bias else 0)
+        assert f"#define TM_SPARSE_FORMS {forms}\n" in text

@@ -39,11 +39,11 @@
 #define TM_NOINLINE static inline
 #endif
 
-/* Defined to 1 by a generated model whose every sparse filter's op was proved bounded
- * (fast_rq): the sparse kernels then take their short-requantization loop unconditionally
- * and their exact one is not compiled in (flash). Dense kernels do not read it. */
-#ifndef TM_SPARSE_FAST_ONLY
-#define TM_SPARSE_FAST_ONLY 0
+/* The requantization forms (tm_conv.h's TM_RQ_HAS_* bits) the sparse kernels compile in:
+ * all three unless a generated model defines the ones its sparse filters take (flash: each
+ * form is its own copy of a kernel's loops). Dense kernels do not read it. */
+#ifndef TM_SPARSE_FORMS
+#define TM_SPARSE_FORMS 7
 #endif
 
 /* Kernel layer selection, at compile time: TM_DSP is 1 on cores with the DSP extension

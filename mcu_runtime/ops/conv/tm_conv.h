@@ -480,9 +480,13 @@ TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8
  * clamp is the whole int8 range (no activation, or ReLU with the output zero point at
  * -128): then clamp(v, lo - zp, hi - zp) + zp is SSAT #8 of v + zp (no overflow: the
  * bound keeps |v| below 2^29), 4 instructions less per output. Each sparse kernel is
- * compiled once per form it dispatches to (the form a constant), and the exact one not at
- * all under TM_SPARSE_FAST_ONLY. */
+ * compiled once per form in TM_SPARSE_FORMS (the form a constant in each copy); a
+ * generated model lists the forms its ops take (CUnit.note_sparse_form, the same rule as
+ * tm_rq_form), so the others are not compiled in. */
 enum { TM_RQ_EXACT, TM_RQ_FAST, TM_RQ_FULL };
+#define TM_RQ_HAS_EXACT ((TM_SPARSE_FORMS & 1) != 0)
+#define TM_RQ_HAS_FAST ((TM_SPARSE_FORMS & 2) != 0)
+#define TM_RQ_HAS_FULL ((TM_SPARSE_FORMS & 4) != 0)
 
 TM_INLINE int8_t tm_rq_out_full(tm_rq c, tm_clamp k, int32_t acc) {
 #if TM_DSP
@@ -500,20 +504,25 @@ TM_INLINE int8_t tm_rq_out_full(tm_rq c, tm_clamp k, int32_t acc) {
                           : (form) == TM_RQ_FAST ? tm_rq_out_fast(r, cl, acc)             \
                                                  : tm_rq_out(r, cl, acc))
 
-/* The form an op's outputs take (its fast_rq flag and activation range). */
+/* The form an op's outputs take (its fast_rq flag and activation range): a constant when
+ * TM_SPARSE_FORMS holds one form only. */
 TM_INLINE int32_t tm_rq_form(int32_t fast, int32_t act_min, int32_t act_max) {
-    if (!(TM_SPARSE_FAST_ONLY || fast)) {
+    if (TM_SPARSE_FORMS == 1 || TM_SPARSE_FORMS == 2 || TM_SPARSE_FORMS == 4) {
+        return TM_SPARSE_FORMS == 4 ? TM_RQ_FULL : TM_SPARSE_FORMS - 1;
+    }
+    if (!fast) {
         return TM_RQ_EXACT;
     }
     return act_min == -128 && act_max == 127 ? TM_RQ_FULL : TM_RQ_FAST;
 }
 
-/* Calls `call` with `form` replaced by each requantization form as a constant. */
+/* Runs the call of `form` among the three (each passes its form as a constant); a form
+ * not in TM_SPARSE_FORMS is never taken, so its call is not compiled in. */
 #define TM_RQ_DISPATCH(form, call_full, call_fast, call_exact)                            \
     do {                                                                                  \
-        if ((form) == TM_RQ_FULL) {                                                       \
+        if (TM_RQ_HAS_FULL && (TM_SPARSE_FORMS == 4 || (form) == TM_RQ_FULL)) {           \
             call_full;                                                                    \
-        } else if (TM_SPARSE_FAST_ONLY || (form) == TM_RQ_FAST) {                         \
+        } else if (TM_RQ_HAS_FAST && (!TM_RQ_HAS_EXACT || (form) == TM_RQ_FAST)) {         \
             call_fast;                                                                    \
         } else {                                                                          \
             call_exact;                                                                   \
