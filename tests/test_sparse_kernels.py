@@ -1,5 +1,7 @@
-"""The sparse C kernels (per-row non-zero lists and the bitmask GEMM for CONV_2D and
-FULLY_CONNECTED, the bitmask depthwise walk) equal the Python reference kernels, and the
+"""The sparse C kernels (per-row non-zero lists, the bitmask GEMM and the decoded bitmask
+rows for CONV_2D and FULLY_CONNECTED, the tap tables of depthwise channels and of list
+rows without im2col buffer, every requantization form) equal the Python reference
+kernels — on the host and, built as firmware, on QEMU's Cortex-M4 and Cortex-M0 — and the
 format plan keeps the weights within the bitmask format's flash.
 
 Random pruned graphs — channels that are not multiples of 4, strides 1 and 2, SAME and
@@ -10,6 +12,7 @@ list entry spans — are generated with ``sparse=True``, compiled on the host an
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +24,9 @@ from patch_graphs import GraphBuilder
 from test_codegen import CC, build, run_c
 
 from tinymcu.errors import TinymcuError
+from tinymcu.firmware_templates.build import build_firmware
+from tinymcu.firmware_templates.qemu import parse_run, run_qemu
+from tinymcu.firmware_templates.targets import get_target
 from tinymcu.mcu_runtime import patch
 from tinymcu.mcu_runtime.check import sparse_weight_bytes
 from tinymcu.mcu_runtime.codegen import generate
@@ -146,15 +152,29 @@ def test_sparse_c_kernels_equal_the_reference(seed: int, density: float, memory:
     assert ("_mask[" in text) == ("mask" in formats)
 
 
+def lists_graph() -> Graph:
+    """A 1x1 conv, a strided 5x5 SAME conv and a fully-connected head pruned to 4 %."""
+    b = GraphBuilder((7, 7, 45), seed=3)
+    x = b.conv(b.input, 13, kernel=1, activation="NONE")
+    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
+    return prune(b.build(b.head(x, 5)), np.random.default_rng(70), 0.04)
+
+
+def bitmask_graph() -> Graph:
+    """The same with a depthwise between the convs, pruned to 35 % (the bitmask)."""
+    b = GraphBuilder((7, 7, 45), seed=4)
+    x = b.conv(b.input, 13, kernel=1, activation="NONE")
+    x = b.conv(x, 0, kernel=3, depthwise=True, activation="NONE")
+    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
+    return prune(b.build(b.head(x, 5)), np.random.default_rng(80), 0.35)
+
+
 def test_each_list_kernel_runs(tmp_path: Path) -> None:
     """One graph whose convs all take the lists: a 1x1 (the 4-column pointwise GEMM, 23
     pixels: tails of 2 and 1), a strided 5x5 SAME window (im2col columns, padding), the same
     with --optimize memory (the direct walk) and a fully-connected head."""
     rng = np.random.default_rng(7)
-    b = GraphBuilder((7, 7, 45), seed=3)
-    x = b.conv(b.input, 13, kernel=1, activation="NONE")
-    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
-    g = prune(b.build(b.head(x, 5)), rng, 0.04)
+    g = lists_graph()
     for memory in (False, True):
         graph = set_optimize(g, "memory") if memory else g
         text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
@@ -167,11 +187,7 @@ def test_each_bitmask_kernel_runs(tmp_path: Path) -> None:
     loop with --optimize memory, the fully-connected bitmask GEMM, and a depthwise tap
     table."""
     rng = np.random.default_rng(8)
-    b = GraphBuilder((7, 7, 45), seed=4)
-    x = b.conv(b.input, 13, kernel=1, activation="NONE")
-    x = b.conv(x, 0, kernel=3, depthwise=True, activation="NONE")
-    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
-    g = prune(b.build(b.head(x, 5)), rng, 0.35)
+    g = bitmask_graph()
     assert set(plan_formats(g).values()) == {"mask"}
     for memory in (False, True):
         graph = set_optimize(g, "memory") if memory else g
@@ -276,3 +292,29 @@ def test_each_tap_table_path(bias: int | None, tmp_path: Path) -> None:
         assert "tm_depthwise_masked(" in text and "tm_depthwise_masked_inplace(" in text
         forms = SPARSE_FORM["full"] | SPARSE_FORM["fast"] | (SPARSE_FORM["exact"] if bias else 0)
         assert f"#define TM_SPARSE_FORMS {forms}\n" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or
+                    shutil.which("qemu-system-arm") is None,
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm (installed in CI)")
+@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-microbit"])
+def test_sparse_kernels_on_cortex_m4_and_m0(board: str, tmp_path: Path) -> None:
+    """The kernel graphs above built as firmware equal the emulator under QEMU: on the
+    Cortex-M4 the DSP paths (inline assembly, SSAT), on the Cortex-M0 the portable ones
+    (no DSP, no CLZ, an unaligned word access faults)."""
+    t = get_target(board)
+    assert t.qemu_machine is not None
+    rng = np.random.default_rng(5)
+    graphs = {"lists": lists_graph(), "bitmask": bitmask_graph(),
+              "taps": tap_table_graph(), "exact": set_optimize(tap_table_graph(6 << 27),
+                                                               "memory")}
+    for name, g in graphs.items():
+        p = plan(g, layer_schedule(g))
+        generate(g, p, tmp_path / name / "model", sparse=True)
+        x = rng.integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+        fw = build_firmware(tmp_path / name / "model", board, tmp_path / name / "fw", input=x)
+        run = parse_run(run_qemu(fw.elf, timeout=60, machine=t.qemu_machine,
+                                 serial=t.qemu_serial))
+        np.testing.assert_array_equal(run.output, emulate(g, p, [x]).outputs[0].ravel(),
+                                      err_msg=f"{board} {name}")
