@@ -708,7 +708,7 @@ TM_NOINLINE void tm_conv2d_mask_pointwise(const tm_conv_params *p, tm_box in, tm
  * bounds test, the ones around it read the zero point for a tap outside, which the folded
  * bias cancels. A row without non-zero taps is one requantized bias, filled in; a row of
  * more than TM_TAPS non-zero taps is not tabled (its kernel walks it another way). */
-#define TM_TAPS 24
+#define TM_TAPS 16
 
 typedef struct {
     int32_t n;                     /* non-zero taps (more than TM_TAPS: not tabled) */
