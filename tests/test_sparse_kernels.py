@@ -248,7 +248,7 @@ def _keep_taps(rows: np.ndarray, keep: list[int], rng: np.random.Generator) -> n
 
 
 def tap_table_graph(bias: int | None = None) -> Graph:
-    """A 3x3 depthwise (in place) whose channels keep 0, 1, 1, 2 or 3 taps (one-tap runs,
+    """A dilated 3x3 depthwise (in place) whose channels keep 0, 1, 1, 2 or 3 taps (one-tap runs,
     several taps, filled channels), a 7x7 depthwise of multiplier 2 (not in place) keeping
     40 of 49 taps (over TM_TAPS: the per-weight walk) and a strided 5x5 conv whose rows
     keep 0, 1, 3 or 40 of 150 taps (the list rows' tap tables and, without im2col buffer,
@@ -257,7 +257,7 @@ def tap_table_graph(bias: int | None = None) -> Graph:
     the exact form."""
     rng = np.random.default_rng(12)
     b = GraphBuilder((9, 8, 6), seed=11)
-    x = b.conv(b.input, 0, kernel=3, depthwise=True, activation="NONE")
+    x = b.conv(b.input, 0, kernel=3, dilation=2, depthwise=True, activation="NONE")
     x = b.conv(x, 0, kernel=7, depthwise=True, activation="RELU6", multiplier=2)
     x = b.conv(x, 7, kernel=5, stride=2, activation="NONE")
     g = b.build(x)
