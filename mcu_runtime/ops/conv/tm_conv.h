@@ -583,22 +583,6 @@ TM_INLINE int32_t tm_ctz(uint32_t m) {
 #endif
 }
 
-/* Up to 24 mask bits from bit `bit` on (of a mask of `bytes` bytes), low bit first. */
-TM_INLINE uint32_t tm_mask_bits(const uint8_t *mask, int32_t bytes, int32_t bit) {
-    const int32_t b = bit >> 3;
-    uint32_t v;
-    if (b + 4 <= bytes) {
-        v = tm_load32((const int8_t *)(const void *)(mask + b));
-    } else {
-        int32_t i;
-        v = 0;
-        for (i = 0; b + i < bytes && i < 4; ++i) {
-            v |= (uint32_t)mask[b + i] << (8 * i);
-        }
-    }
-    return v >> (bit & 7);
-}
-
 /* Row o of a bitmask filter of k <= TM_MASK_ROW taps (its bits from `bit` on, of a mask of
  * `bytes` bytes) as non-zero list entries in `row` (gaps below 256: no bridging entries);
  * *values is its first non-zero value and moves past its last. Returns the entry count. */
@@ -874,6 +858,23 @@ static inline void tm_taps_fill(tm_box out, int32_t oc, int8_t y) {
  * walk takes up to 24 bits at a time from an unaligned word (bytewise at the mask's end,
  * which it never reads past) and visits only the set bits (count trailing zeros), with the
  * input zero point and bias folded into kbias as in the other GEMMs. */
+
+/* Up to 24 mask bits from bit `bit` on (of a mask of `bytes` bytes), low bit first. */
+TM_INLINE uint32_t tm_mask_bits(const uint8_t *mask, int32_t bytes, int32_t bit) {
+    const int32_t b = bit >> 3;
+    uint32_t v;
+    if (b + 4 <= bytes) {
+        v = tm_load32((const int8_t *)(const void *)(mask + b));
+    } else {
+        int32_t i;
+        v = 0;
+        for (i = 0; b + i < bytes && i < 4; ++i) {
+            v |= (uint32_t)mask[b + i] << (8 * i);
+        }
+    }
+    return v >> (bit & 7);
+}
+
 /* Columns col0 and col1 (col1 NULL: one column) through all n rows of a bitmask filter of
  * K taps per row: row o's result goes to dst0[o] and dst1[o] (tm_gemm2's requantization). */
 static inline void tm_mask_gemm2(const int8_t *col0, const int8_t *col1, const uint8_t *mask,
