@@ -53,9 +53,11 @@ class GraphBuilder:
         return out
 
     def conv(self, x: int, channels: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
-             padding: str = "SAME", activation: str = "RELU6", depthwise: bool = False) -> int:
+             padding: str = "SAME", activation: str = "RELU6", depthwise: bool = False,
+             multiplier: int = 1) -> int:
+        """CONV_2D, or DEPTHWISE_CONV_2D with depth ``multiplier`` (``channels`` unused)."""
         _, h, w, cin = self.shape(x)
-        cout = cin if depthwise else channels
+        cout = cin * multiplier if depthwise else channels
         oh = out_size(h, kernel, stride, dilation, padding)
         ow = out_size(w, kernel, stride, dilation, padding)
         if oh < 1 or ow < 1:
@@ -74,7 +76,7 @@ class GraphBuilder:
         attrs: dict[str, object] = {"stride": (stride, stride), "dilation": (dilation, dilation),
                                     "padding": padding, "activation": activation}
         if depthwise:
-            attrs["depth_multiplier"] = 1
+            attrs["depth_multiplier"] = multiplier
         kind = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
         return self._op(kind, [x, wt, bt], out, **attrs)
 

@@ -1,5 +1,7 @@
-"""The sparse C kernels (per-row non-zero lists and the bitmask GEMM for CONV_2D and
-FULLY_CONNECTED, the bitmask depthwise walk) equal the Python reference kernels, and the
+"""The sparse C kernels (per-row non-zero lists, the bitmask GEMM and the decoded bitmask
+rows for CONV_2D and FULLY_CONNECTED, the tap tables of depthwise channels and of list
+rows without im2col buffer, every requantization form) equal the Python reference
+kernels — on the host and, built as firmware, on QEMU's Cortex-M4 and Cortex-M0 — and the
 format plan keeps the weights within the bitmask format's flash.
 
 Random pruned graphs — channels that are not multiples of 4, strides 1 and 2, SAME and
@@ -10,6 +12,7 @@ list entry spans — are generated with ``sparse=True``, compiled on the host an
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,9 +24,13 @@ from patch_graphs import GraphBuilder
 from test_codegen import CC, build, run_c
 
 from tinymcu.errors import TinymcuError
+from tinymcu.firmware_templates.build import build_firmware
+from tinymcu.firmware_templates.qemu import parse_run, run_qemu
+from tinymcu.firmware_templates.targets import get_target
 from tinymcu.mcu_runtime import patch
 from tinymcu.mcu_runtime.check import sparse_weight_bytes
 from tinymcu.mcu_runtime.codegen import generate
+from tinymcu.mcu_runtime.codegen.emitters import SPARSE_FORM
 from tinymcu.mcu_runtime.codegen.sparse import MAX_GAP, plan_formats, sparse_row_lists
 from tinymcu.mcu_runtime.emulator import emulate
 from tinymcu.mcu_runtime.ir import Graph
@@ -145,15 +152,29 @@ def test_sparse_c_kernels_equal_the_reference(seed: int, density: float, memory:
     assert ("_mask[" in text) == ("mask" in formats)
 
 
+def lists_graph() -> Graph:
+    """A 1x1 conv, a strided 5x5 SAME conv and a fully-connected head pruned to 4 %."""
+    b = GraphBuilder((7, 7, 45), seed=3)
+    x = b.conv(b.input, 13, kernel=1, activation="NONE")
+    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
+    return prune(b.build(b.head(x, 5)), np.random.default_rng(70), 0.04)
+
+
+def bitmask_graph() -> Graph:
+    """The same with a depthwise between the convs, pruned to 35 % (the bitmask)."""
+    b = GraphBuilder((7, 7, 45), seed=4)
+    x = b.conv(b.input, 13, kernel=1, activation="NONE")
+    x = b.conv(x, 0, kernel=3, depthwise=True, activation="NONE")
+    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
+    return prune(b.build(b.head(x, 5)), np.random.default_rng(80), 0.35)
+
+
 def test_each_list_kernel_runs(tmp_path: Path) -> None:
     """One graph whose convs all take the lists: a 1x1 (the 4-column pointwise GEMM, 23
     pixels: tails of 2 and 1), a strided 5x5 SAME window (im2col columns, padding), the same
     with --optimize memory (the direct walk) and a fully-connected head."""
     rng = np.random.default_rng(7)
-    b = GraphBuilder((7, 7, 45), seed=3)
-    x = b.conv(b.input, 13, kernel=1, activation="NONE")
-    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
-    g = prune(b.build(b.head(x, 5)), rng, 0.04)
+    g = lists_graph()
     for memory in (False, True):
         graph = set_optimize(g, "memory") if memory else g
         text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
@@ -161,20 +182,28 @@ def test_each_list_kernel_runs(tmp_path: Path) -> None:
 
 
 def test_each_bitmask_kernel_runs(tmp_path: Path) -> None:
-    """The same shapes moderately pruned take the bitmask: its GEMM over pixel and im2col
-    columns (rows not byte aligned: 45 and 325 taps), the direct loop with --optimize
-    memory, the fully-connected bitmask GEMM, and a depthwise channel walk."""
+    """The same shapes moderately pruned take the bitmask: the 1x1 rows decoded into lists
+    (45 taps, rows not byte aligned), its GEMM over im2col columns (325 taps), the direct
+    loop with --optimize memory, the fully-connected bitmask GEMM, and a depthwise tap
+    table."""
     rng = np.random.default_rng(8)
-    b = GraphBuilder((7, 7, 45), seed=4)
-    x = b.conv(b.input, 13, kernel=1, activation="NONE")
-    x = b.conv(x, 0, kernel=3, depthwise=True, activation="NONE")
-    x = b.conv(x, 6, kernel=5, stride=2, padding="SAME", activation="NONE")
-    g = prune(b.build(b.head(x, 5)), rng, 0.35)
+    g = bitmask_graph()
     assert set(plan_formats(g).values()) == {"mask"}
     for memory in (False, True):
         graph = set_optimize(g, "memory") if memory else g
         text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
         assert text.count("tm_conv2d_masked(") == 2 and "tm_fully_connected_sparse(" in text
+
+
+def test_wide_bitmask_pointwise_takes_the_pixel_gemm(tmp_path: Path) -> None:
+    """A bitmask 1x1 over more than TM_MASK_ROW (128) input channels does not fit the
+    decoded-row buffer: it runs the bitmask GEMM over the input pixels, bit-exact too."""
+    rng = np.random.default_rng(9)
+    b = GraphBuilder((5, 3, 131), seed=6)
+    g = prune(b.build(b.conv(b.input, 9, kernel=1, activation="NONE")), rng, 0.35)
+    assert set(plan_formats(g).values()) == {"mask"}
+    text = check_c_equals_reference(g, tmp_path / "wide", rng)
+    assert "tm_conv2d_masked(" in text
 
 
 @given(seed=st.integers(0, 2**31 - 1), density=st.floats(0.0, 1.0))
@@ -205,3 +234,87 @@ def test_the_format_plan_stays_within_the_bitmask_budget(seed: int, density: flo
     assert used <= mask
     others = sum(t.nbytes for t in graph.tensors if t.is_const and t.dtype != "int8")
     assert mask == sparse_weight_bytes(graph) - others
+
+
+def _keep_taps(rows: np.ndarray, keep: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Filter rows (one per output channel) with row r keeping ``keep[r % len(keep)]``
+    random taps, each non-zero, and the rest zero."""
+    out = np.zeros_like(rows)
+    for r in range(len(out)):
+        kept = rng.choice(rows.shape[1], min(keep[r % len(keep)], rows.shape[1]),
+                          replace=False)
+        out[r, kept] = np.where(rows[r, kept] == 0, 1, rows[r, kept])
+    return out
+
+
+def tap_table_graph(bias: int | None = None) -> Graph:
+    """A dilated 3x3 depthwise (in place) whose channels keep 0, 1, 1, 2 or 3 taps (one-tap runs,
+    several taps, filled channels), a 7x7 depthwise of multiplier 2 (not in place) keeping
+    40 of 49 taps (over TM_TAPS: the per-weight walk) and a strided 5x5 conv whose rows
+    keep 0, 1, 3 or 40 of 150 taps (the list rows' tap tables and, without im2col buffer,
+    the pixel walk of the long rows); NONE (the full int8 range), RELU6 (a clamp) and —
+    with ``bias`` on the conv's first channel, too large for the short requantization —
+    the exact form."""
+    rng = np.random.default_rng(12)
+    b = GraphBuilder((9, 8, 6), seed=11)
+    x = b.conv(b.input, 0, kernel=3, dilation=2, depthwise=True, activation="NONE")
+    x = b.conv(x, 0, kernel=7, depthwise=True, activation="RELU6", multiplier=2)
+    x = b.conv(x, 7, kernel=5, stride=2, activation="NONE")
+    g = b.build(x)
+    tensors = list(g.tensors)
+    for op, keep in zip(g.ops, ([0, 1, 1, 2, 3, 1], [40], [0, 1, 3, 40]), strict=True):
+        w = np.asarray(tensors[op.inputs[1]].data)
+        if op.kind == "DEPTHWISE_CONV_2D":  # 1HW(C): a row per channel is a column
+            pruned = _keep_taps(w.reshape(-1, w.shape[-1]).T, keep, rng).T.reshape(w.shape)
+        else:
+            pruned = _keep_taps(w.reshape(w.shape[0], -1), keep, rng).reshape(w.shape)
+        tensors[op.inputs[1]] = replace(tensors[op.inputs[1]], data=pruned)
+    if bias is not None:
+        t = tensors[g.ops[2].inputs[2]]
+        data = np.asarray(t.data).copy()
+        data[0] = bias
+        tensors[t.index] = replace(t, data=data)
+    return replace(g, tensors=tensors)
+
+
+@pytest.mark.parametrize("bias", [None, 600_000_000])
+def test_each_tap_table_path(bias: int | None, tmp_path: Path) -> None:
+    """The tap-table kernels equal the reference in every path of tap_table_graph, in place
+    and not (the planner's choice per schedule), with and without im2col buffer. The model
+    lists the requantization forms its sparse ops take (TM_SPARSE_FORMS: the full-range
+    depthwise and conv, the clamped RELU6 depthwise and, with the unbounded bias, the
+    exact conv), so the kernels compile in those only."""
+    g = tap_table_graph(bias)
+    assert plan_formats(g)[g.ops[0].inputs[1]] == "mask"
+    for memory in (False, True):
+        graph = set_optimize(g, "memory") if memory else g
+        text = check_c_equals_reference(graph, tmp_path / f"m{memory}", np.random.default_rng(3))
+        assert "tm_depthwise_masked(" in text and "tm_depthwise_masked_inplace(" in text
+        forms = SPARSE_FORM["full"] | SPARSE_FORM["fast"] | (SPARSE_FORM["exact"] if bias else 0)
+        assert f"#define TM_SPARSE_FORMS {forms}\n" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or
+                    shutil.which("qemu-system-arm") is None,
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm (installed in CI)")
+@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-microbit"])
+def test_sparse_kernels_on_cortex_m4_and_m0(board: str, tmp_path: Path) -> None:
+    """The kernel graphs above built as firmware equal the emulator under QEMU: on the
+    Cortex-M4 the DSP paths (inline assembly, SSAT), on the Cortex-M0 the portable ones
+    (no DSP, no CLZ, an unaligned word access faults)."""
+    t = get_target(board)
+    assert t.qemu_machine is not None
+    rng = np.random.default_rng(5)
+    graphs = {"lists": lists_graph(), "bitmask": bitmask_graph(),
+              "taps": tap_table_graph(), "exact": set_optimize(tap_table_graph(6 << 27),
+                                                               "memory")}
+    for name, g in graphs.items():
+        p = plan(g, layer_schedule(g))
+        generate(g, p, tmp_path / name / "model", sparse=True)
+        x = rng.integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+        fw = build_firmware(tmp_path / name / "model", board, tmp_path / name / "fw", input=x)
+        run = parse_run(run_qemu(fw.elf, timeout=60, machine=t.qemu_machine,
+                                 serial=t.qemu_serial))
+        np.testing.assert_array_equal(run.output, emulate(g, p, [x]).outputs[0].ravel(),
+                                      err_msg=f"{board} {name}")

@@ -154,6 +154,12 @@ def _markdown(rows: list[list[str]], failures: list[str], secs: float) -> str:
              f"Issue 10's target: at 10 % density sparse / dense <= {TARGET_RATIO}.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    at10 = [r for r in rows if r[0] == f"{MODEL.stem} pruned 10 %"]
+    if at10:
+        dense, sparse = (int(at10[0][k].replace(",", "")) for k in (2, 3))
+        ratio = sparse / dense
+        lines += ["", f"At 10 % density sparse / dense = {at10[0][4]}: the target "
+                  f"(<= {TARGET_RATIO}) is {'met' if ratio <= TARGET_RATIO else 'NOT met'}."]
     lines += ["", "The bitmask-only format before these kernels (tinymcu @62420b4, same files, "
               "inputs and settings): " + "; ".join(
                   f"{name}: {ticks:,} sparse ticks, {flash:,} B flash"

@@ -29,6 +29,23 @@
 #define TM_INLINE static inline
 #endif
 
+/* The sparse kernels' entry points are called once per op with different constant
+ * parameters; inlined at each call (as -O2 would) they would take their code once per
+ * op, which a pruned model's flash cannot afford (unused: a model without the op never
+ * calls it). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TM_NOINLINE static __attribute__((noinline, unused))
+#else
+#define TM_NOINLINE static inline
+#endif
+
+/* The requantization forms (tm_conv.h's TM_RQ_HAS_* bits) the sparse kernels compile in:
+ * all three unless a generated model defines the ones its sparse filters take (flash: each
+ * form is its own copy of a kernel's loops). Dense kernels do not read it. */
+#ifndef TM_SPARSE_FORMS
+#define TM_SPARSE_FORMS 7
+#endif
+
 /* Kernel layer selection, at compile time: TM_DSP is 1 on cores with the DSP extension
  * (Cortex-M4/M7/M33/M55: 16-bit SIMD multiply-accumulate, __smlad and friends from the
  * compiler's <arm_acle.h>), 0 elsewhere (host builds, Cortex-M0/M0+/M3), where every

@@ -240,6 +240,7 @@ def render(graph: Graph, plan: Plan, prefix: str = DEFAULT_PREFIX, source: str |
         "quant_out": _quant_fields(graph, out.index, False) if len(outputs) == 1 else None,
         "arrays": unit.arrays, "params": unit.params, "steps": steps, "boxes": list(unit.boxes),
         "const_bytes": unit.const_bytes, "sparse": sparse, "state": _state(graph, plan),
+        "sparse_forms": unit.sparse_forms if sparse else None,
     }
     return (_ENV.get_template("model.h.j2").render(**ctx),
             _ENV.get_template("model.c.j2").render(**ctx), unit.const_bytes)

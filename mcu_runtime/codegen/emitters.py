@@ -50,6 +50,10 @@ class Box:
         return Box(self.offset + dy * self.row + dx * self.pix + dc, h, w, c, self.pix, self.row)
 
 
+#: the bits of ``TM_SPARSE_FORMS`` (``tm_conv.h``'s TM_RQ_HAS_*)
+SPARSE_FORM = {"exact": 1, "fast": 2, "full": 4}
+
+
 @dataclass
 class CUnit:
     """The C translation unit being built: constant arrays, parameter structs, step code.
@@ -66,6 +70,9 @@ class CUnit:
     const_bytes: int = 0
     #: every box a step passes to a kernel, in first-use order (``tm_boxes[k]`` in the C)
     boxes: dict[Box, int] = field(default_factory=dict)
+    #: the requantization forms the sparse filters' ops take (``TM_SPARSE_FORMS``, a mask of
+    #: ``SPARSE_FORM`` bits): the sparse kernels compile in only those loops
+    sparse_forms: int = 0
     _names: set[str] = field(default_factory=set)
     _op_params: dict[tuple[int, str], str] = field(default_factory=dict)
     _formats: dict[int, str] | None = None
@@ -114,6 +121,13 @@ class CUnit:
         nonzero = flat != 0
         mask = self.array(f"{tag}_mask", "uint8_t", np.packbits(nonzero, bitorder="little"))
         return self.array(f"{tag}_values", "int8_t", flat[nonzero]), mask
+
+    def note_sparse_form(self, fast: bool, act_min: int, act_max: int) -> None:
+        """Record the requantization form of a sparse filter's op, as the C kernels'
+        ``tm_rq_form`` derives it: exact unless proved bounded (``fast``), then full-range
+        when the activation clamp is the whole int8 range."""
+        form = "exact" if not fast else "full" if (act_min, act_max) == (-128, 127) else "fast"
+        self.sparse_forms |= SPARSE_FORM[form]
 
     def filter_format(self, op: Op) -> str:
         """How ``op``'s filter is stored: "dense" unless the unit is sparse, else its

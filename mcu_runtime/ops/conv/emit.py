@@ -69,6 +69,8 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
                        np.asarray(g.tensors[op.inputs[1]].data).reshape(p.mult.size, -1).T,
                        bias, p.shift):
         extra["fast_rq"] = "1"
+    if fmt != "dense":
+        unit.note_sparse_form("fast_rq" in extra, p.act_min, p.act_max)
     return c_struct(filter=w, bias=b, mult=m, shift=s, kh=p.kernel[0], kw=p.kernel[1],
                     sh=p.stride[0], sw=p.stride[1], dh=p.dilation[0], dw=p.dilation[1],
                     depth_multiplier=p.depth_multiplier, in_zp=p.in_zp, out_zp=p.out_zp,

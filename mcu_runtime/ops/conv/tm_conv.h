@@ -475,100 +475,379 @@ TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8
     return nz;
 }
 
-/* m columns (1 or 2; column j at col0 + off[j], off[0] = 0, all in the arena) through
- * all n sparse rows: row o's int8 result for column j goes to dst[j][o], requantized as the
- * dense GEMM does (tm_gemm2). The outputs never overlap the columns (CONV_2D and
- * FULLY_CONNECTED are never in place). */
-static inline void tm_sparse_gemm(const int8_t *col0, const int32_t *off, int32_t m,
-                                  const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                  int8_t *const *dst) {
+/* The requantization forms of the sparse loops: TM_RQ_EXACT (tm_rq_out), TM_RQ_FAST (the
+ * op was proved bounded: tm_rq_out_fast) and TM_RQ_FULL, the fast form whose activation
+ * clamp is the whole int8 range (no activation, or ReLU with the output zero point at
+ * -128): then clamp(v, lo - zp, hi - zp) + zp is SSAT #8 of v + zp (no overflow: the
+ * bound keeps |v| below 2^29), 4 instructions less per output. Each sparse kernel is
+ * compiled once per form in TM_SPARSE_FORMS (the form a constant in each copy); a
+ * generated model lists the forms its ops take (CUnit.note_sparse_form, the same rule as
+ * tm_rq_form), so the others are not compiled in. */
+enum { TM_RQ_EXACT, TM_RQ_FAST, TM_RQ_FULL };
+#define TM_RQ_HAS_EXACT ((TM_SPARSE_FORMS & 1) != 0)
+#define TM_RQ_HAS_FAST ((TM_SPARSE_FORMS & 2) != 0)
+#define TM_RQ_HAS_FULL ((TM_SPARSE_FORMS & 4) != 0)
+
+TM_INLINE int8_t tm_rq_out_full(tm_rq c, tm_clamp k, int32_t acc) {
+#if TM_DSP
+    int32_t hi;
+    __asm__("smmulr %0, %1, %2" : "=r"(hi) : "r"(acc << 1), "r"(c.m));
+    return (int8_t)__ssat(((hi + c.half - (int32_t)((uint32_t)hi >> 31)) >> c.right) + k.zp,
+                          8);
+#else
+    return tm_rq_out_fast(c, k, acc);
+#endif
+}
+
+#define TM_SPARSE_OUT(form, r, cl, acc)                                                   \
+    ((form) == TM_RQ_FULL ? tm_rq_out_full(r, cl, acc)                                    \
+                          : (form) == TM_RQ_FAST ? tm_rq_out_fast(r, cl, acc)             \
+                                                 : tm_rq_out(r, cl, acc))
+
+/* The form an op's outputs take (its fast_rq flag and activation range): a constant when
+ * TM_SPARSE_FORMS holds one form only. */
+TM_INLINE int32_t tm_rq_form(int32_t fast, int32_t act_min, int32_t act_max) {
+    if (TM_SPARSE_FORMS == 1 || TM_SPARSE_FORMS == 2 || TM_SPARSE_FORMS == 4) {
+        return TM_SPARSE_FORMS == 4 ? TM_RQ_FULL : TM_SPARSE_FORMS - 1;
+    }
+    if (!fast) {
+        return TM_RQ_EXACT;
+    }
+    return act_min == -128 && act_max == 127 ? TM_RQ_FULL : TM_RQ_FAST;
+}
+
+/* Runs the call of `form` among the three (each passes its form as a constant); a form
+ * not in TM_SPARSE_FORMS is never taken, so its call is not compiled in. */
+#define TM_RQ_DISPATCH(form, call_full, call_fast, call_exact)                            \
+    do {                                                                                  \
+        if (TM_RQ_HAS_FULL && (TM_SPARSE_FORMS == 4 || (form) == TM_RQ_FULL)) {           \
+            call_full;                                                                    \
+        } else if (TM_RQ_HAS_FAST && (!TM_RQ_HAS_EXACT || (form) == TM_RQ_FAST)) {         \
+            call_fast;                                                                    \
+        } else {                                                                          \
+            call_exact;                                                                   \
+        }                                                                                 \
+    } while (0)
+
+/* One or two columns (column 1 at col0 + off, both in the arena; off < 0: one column)
+ * through all n sparse rows: row o's int8 result goes to d0[o] and d1[o], requantized as
+ * the dense GEMM does (tm_gemm2). `form` is a constant at each call, so each loop is
+ * compiled with one requantization form and its accumulators in registers. The outputs
+ * never overlap the columns (CONV_2D and FULLY_CONNECTED are never in place). */
+TM_INLINE void tm_sparse_gemm2_rows(const int8_t *col0, int32_t off, const tm_sparse_rows *w,
+                                    int32_t n, const tm_gemm_q *q, int8_t *d0, int8_t *d1,
+                                    int32_t form) {
     const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
     const uint8_t *nz = w->nz;
-    const int32_t fast = q->fast;
-    int32_t o, j, acc[2];
+    int32_t o, acc[2];
     for (o = 0; o < n; ++o) {
         const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
         const int32_t count = tm_sparse_count(w, o);
         acc[0] = acc[1] = q->kbias[o];
-        if (m == 2) {
-            nz = tm_sparse_dot2(nz, count, col0, off[1], acc);
+        if (off >= 0) {
+            int8_t y0, y1;
+            nz = tm_sparse_dot2(nz, count, col0, off, acc);
+            y0 = TM_SPARSE_OUT(form, r, cl, acc[0]);
+            y1 = TM_SPARSE_OUT(form, r, cl, acc[1]);
+            d0[o] = y0;
+            d1[o] = y1;
         } else {
             nz = tm_sparse_dot1(nz, count, col0, acc);
-        }
-        for (j = 0; j < m; ++j) {
-            dst[j][o] = TM_GEMM_OUT(fast, r, cl, acc[j]);
+            d0[o] = TM_SPARSE_OUT(form, r, cl, acc[0]);
         }
     }
 }
 
-/* tm_sparse_gemm for 4 columns with the requantization form fixed (`fast` is a constant
- * at both calls, so each loop is compiled with one form and its accumulators in registers). */
-TM_INLINE void tm_sparse_gemm4_rows(const int8_t *col0, const int32_t *off,
-                                    const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                    int8_t *const *dst, int32_t fast) {
-    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
-    const uint8_t *nz = w->nz;
-    int8_t *d0 = dst[0], *d1 = dst[1], *d2 = dst[2], *d3 = dst[3];
-    int32_t o, acc[4];
-    for (o = 0; o < n; ++o) {
-        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
-        int8_t y0, y1, y2, y3;
-        acc[0] = acc[1] = acc[2] = acc[3] = q->kbias[o];
-        nz = tm_sparse_dot4(nz, tm_sparse_count(w, o), col0, off, acc);
-        y0 = TM_GEMM_OUT(fast, r, cl, acc[0]);
-        y1 = TM_GEMM_OUT(fast, r, cl, acc[1]);
-        y2 = TM_GEMM_OUT(fast, r, cl, acc[2]);
-        y3 = TM_GEMM_OUT(fast, r, cl, acc[3]);
-        d0[o] = y0;
-        d1[o] = y1;
-        d2[o] = y2;
-        d3[o] = y3;
+/* Columns col0 and col1 (col1 NULL: one column) through the sparse rows. */
+TM_NOINLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
+                                 const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
+                                 int8_t *dst0, int8_t *dst1) {
+    const int32_t off = col1 ? (int32_t)(col1 - col0) : -1; /* -1: one column */
+    TM_RQ_DISPATCH(tm_rq_form(q->fast, q->act_min, q->act_max),
+                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_FULL),
+                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_FAST),
+                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_EXACT));
+}
+
+/* The index of the lowest set bit of m != 0: RBIT + CLZ where the core has CLZ (Armv7-M,
+ * hosts). Armv6-M (Cortex-M0) has neither, and GCC's __builtin_ctz there is a libgcc call
+ * the firmware's call-graph stack bound cannot see into: a de Bruijn multiply instead. */
+TM_INLINE int32_t tm_ctz(uint32_t m) {
+#if (defined(__GNUC__) || defined(__clang__)) && (!defined(__arm__) || defined(__ARM_FEATURE_CLZ))
+    return __builtin_ctz(m);
+#else
+    static const uint8_t pos[32] = {0,  1,  28, 2,  29, 14, 24, 3,  30, 22, 20,
+                                    15, 25, 17, 4,  8,  31, 27, 13, 23, 21, 19,
+                                    16, 7,  26, 12, 18, 6,  11, 5,  10, 9};
+    return pos[((m & (0u - m)) * 0x077CB531u) >> 27];
+#endif
+}
+
+/* Row o of a bitmask filter of k <= TM_MASK_ROW taps (its bits from `bit` on, of a mask of
+ * `bytes` bytes) as non-zero list entries in `row` (gaps below 256: no bridging entries);
+ * *values is its first non-zero value and moves past its last. Returns the entry count. */
+#define TM_MASK_ROW 128
+
+static inline int32_t tm_mask_row_list(const uint8_t *mask, int32_t bytes, int32_t bit,
+                                       int32_t k, const int8_t **values, uint8_t *row) {
+    const int8_t *v = *values;
+    int32_t t, n = 0, prev = 0;
+    for (t = 0; t < k; t += 8) { /* 8 bits at a time, bytewise: never past the mask */
+        const int32_t b = (bit + t) >> 3, s = (bit + t) & 7, span = k - t < 8 ? k - t : 8;
+        uint32_t m = (uint32_t)mask[b] >> s;
+        if (s && b + 1 < bytes) {
+            m |= (uint32_t)mask[b + 1] << (8 - s);
+        }
+        for (m &= (1u << span) - 1u; m; m &= m - 1u, ++n) {
+            const int32_t j = t + tm_ctz(m);
+            row[2 * n] = (uint8_t)(j - prev);
+            row[2 * n + 1] = (uint8_t)*v++;
+            prev = j;
+        }
     }
+    *values = v;
+    return n;
 }
 
-static inline void tm_sparse_gemm4(const int8_t *col0, const int32_t *off,
-                                   const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                   int8_t *const *dst) {
-    if (q->fast) {
-        tm_sparse_gemm4_rows(col0, off, w, n, q, dst, 1);
-    } else {
-        tm_sparse_gemm4_rows(col0, off, w, n, q, dst, 0);
-    }
-}
-
-/* Columns col0 and col1 (col1 NULL: one column) through the sparse rows (tm_sparse_gemm). */
-TM_INLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1, const tm_sparse_rows *w,
-                               int32_t n, const tm_gemm_q *q, int8_t *dst0, int8_t *dst1) {
-    const int32_t off[2] = {0, col1 ? (int32_t)(col1 - col0) : 0};
-    int8_t *const dst[2] = {dst0, dst1};
-    tm_sparse_gemm(col0, off, col1 ? 2 : 1, w, n, q, dst);
-}
-
-/* A sparse 1x1 CONV_2D that never pads (tm_conv_pointwise): its columns are the input
- * pixels, four output pixels (raster order across the box) per pass through the rows. */
-static inline void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in,
-                                              tm_box out) {
-    const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
-                         p->fast_rq};
+/* The rows of a sparse 1x1 CONV_2D that never pads (tm_conv_pointwise), rows outer: each
+ * row's requantization constants, folded bias and entries are taken once, then the row
+ * walks every output pixel, four at a time (tm_sparse_dot4, one entry a multiply-accumulate
+ * across the four pixels), the tail one at a time. The pixels are walked as runs along
+ * which the input and output steps are constant: the whole box when its rows are
+ * contiguous (a layer's whole map), else one run per output row (a tile). `form` is a
+ * constant at each call. */
+TM_INLINE void tm_sparse_pointwise_rows(const tm_conv_params *p, tm_box in, tm_box out,
+                                        int32_t form, int32_t masked) {
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
     const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
-    const int32_t total = out.h * out.w;
-    int32_t i, j, m, oy = 0, ox = 0, off[4];
-    int8_t *dst[4];
-    for (i = 0; i < total; i += m) {
-        const int8_t *c0 = tm_at(in, oy * p->sh, ox * p->sw);
-        m = total - i >= 4 ? 4 : (total - i >= 2 ? 2 : 1);
-        for (j = 0; j < m; ++j) {
-            off[j] = (int32_t)(tm_at(in, oy * p->sh, ox * p->sw) - c0);
-            dst[j] = tm_at(out, oy, ox);
-            if (++ox == out.w) {
-                ox = 0;
-                ++oy;
+    const int32_t bytes = masked ? (out.c * in.c + 7) / 8 : 0;
+    const int8_t *values = p->filter;
+    uint8_t list[2 * TM_MASK_ROW]; /* a bitmask row decoded (masked only) */
+    const int32_t istep = p->sw * in.pix, ostep = out.pix;
+    const int32_t linear = out.h == 1 || (p->sh * in.row == out.w * istep &&
+                                          out.row == out.w * ostep);
+    const int32_t runs = linear ? 1 : out.h, len = linear ? out.h * out.w : out.w;
+    const int32_t off[4] = {0, istep, 2 * istep, 3 * istep};
+    const uint8_t *rows = p->nz;
+    int32_t o, k, i;
+    for (o = 0; o < out.c; ++o) {
+        const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
+        const int32_t count = masked ? tm_mask_row_list(p->mask, bytes, o * in.c, in.c,
+                                                        &values, list)
+                                     : tm_sparse_count(&sp, o);
+        const int32_t kb = p->kbias[o];
+        const uint8_t *nz = masked ? list : rows;
+        for (k = 0; k < runs; ++k) {
+            const int8_t *x = tm_at(in, k * p->sh, 0);
+            int8_t *d = tm_at(out, k, 0) + o;
+            for (i = 0; i + 4 <= len; i += 4, x += 4 * istep, d += 4 * ostep) {
+                int32_t acc[4];
+                int8_t y0, y1, y2, y3;
+                acc[0] = acc[1] = acc[2] = acc[3] = kb;
+                (void)tm_sparse_dot4(nz, count, x, off, acc);
+                y0 = TM_SPARSE_OUT(form, r, cl, acc[0]);
+                y1 = TM_SPARSE_OUT(form, r, cl, acc[1]);
+                y2 = TM_SPARSE_OUT(form, r, cl, acc[2]);
+                y3 = TM_SPARSE_OUT(form, r, cl, acc[3]);
+                d[0] = y0;
+                d[ostep] = y1;
+                d[2 * ostep] = y2;
+                d[3 * ostep] = y3;
+            }
+            for (; i < len; ++i, x += istep, d += ostep) {
+                int32_t acc = kb;
+                (void)tm_sparse_dot1(nz, count, x, &acc);
+                *d = TM_SPARSE_OUT(form, r, cl, acc);
             }
         }
-        if (m == 4) {
-            tm_sparse_gemm4(c0, off, &sp, out.c, &q, dst);
+        rows += masked ? 0 : 2 * count;
+    }
+}
+
+/* The sparse 1x1 CONV_2D of non-zero lists. */
+TM_NOINLINE void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in, tm_box out) {
+    TM_RQ_DISPATCH(tm_rq_form(p->fast_rq, p->act_min, p->act_max),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FULL, 0),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FAST, 0),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_EXACT, 0));
+}
+
+/* The same for a bitmask filter (kbias set) of at most TM_MASK_ROW input channels: each
+ * row is decoded into a list once per call, then walks the pixels as the lists do. */
+TM_NOINLINE void tm_conv2d_mask_pointwise(const tm_conv_params *p, tm_box in, tm_box out) {
+    TM_RQ_DISPATCH(tm_rq_form(p->fast_rq, p->act_min, p->act_max),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FULL, 1),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FAST, 1),
+                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_EXACT, 1));
+}
+
+/* ---- sparse tap tables (CONV_2D lists and depthwise bitmask rows) -------------------------
+ * A pruned filter row (an output channel) has a handful of non-zero taps. They are found
+ * once per row and kept in a table: per tap its byte offset from the window origin (ky *
+ * dh * row + kx * dw * pix + channel) and its weight, next to each other so one LDRD reads
+ * both; then every output pixel of the row is the folded bias plus one multiply-accumulate
+ * per non-zero tap, with no per-weight test and no im2col copy. The input zero point is
+ * folded the GEMM's way (bias - zp * sum w, raw products summed): the output pixels whose
+ * non-zero taps all lie inside the box (a rectangle, found once per row) run without a
+ * bounds test, the ones around it read the zero point for a tap outside, which the folded
+ * bias cancels. A row without non-zero taps is one requantized bias, filled in; a row of
+ * more than TM_TAPS non-zero taps is not tabled (its kernel walks it another way). */
+#define TM_TAPS 16
+
+typedef struct {
+    int32_t n;                     /* non-zero taps (more than TM_TAPS: not tabled) */
+    int32_t kb;                    /* the bias minus in_zp * the sum of the weights */
+    int32_t y0, y1, x0, x1;        /* output rows [y0, y1) x cols [x0, x1): every tap inside */
+    int32_t tab[2 * TM_TAPS];  /* per tap: byte offset from the window origin, weight */
+    int16_t dy[TM_TAPS], dx[TM_TAPS]; /* per tap: its distance from the origin */
+} tm_taps;
+
+/* ceil(a / b) for b > 0 and any a (C division truncates toward zero). */
+TM_INLINE int32_t tm_ceil_div(int32_t a, int32_t b) {
+    return a > 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+/* The rectangle of output pixels whose taps (extents dy0..dy1, dx0..dx1 from the window
+ * origin) all lie inside box `in`: oy is inside when 0 <= oy * sh - pad_top + dy0 and
+ * oy * sh - pad_top + dy1 < in.h, likewise ox. */
+static inline void tm_taps_rect(tm_taps *t, const tm_conv_params *p, tm_box in, tm_box out,
+                                int32_t pad_top, int32_t pad_left, int32_t dy0, int32_t dy1,
+                                int32_t dx0, int32_t dx1) {
+    t->y0 = tm_ceil_div(pad_top - dy0, p->sh);
+    t->y1 = tm_ceil_div(in.h + pad_top - dy1, p->sh);
+    t->x0 = tm_ceil_div(pad_left - dx0, p->sw);
+    t->x1 = tm_ceil_div(in.w + pad_left - dx1, p->sw);
+    t->y0 = t->y0 < 0 ? 0 : (t->y0 > out.h ? out.h : t->y0);
+    t->y1 = t->y1 < t->y0 ? t->y0 : (t->y1 > out.h ? out.h : t->y1);
+    t->x0 = t->x0 < 0 ? 0 : (t->x0 > out.w ? out.w : t->x0);
+    t->x1 = t->x1 < t->x0 ? t->x0 : (t->x1 > out.w ? out.w : t->x1);
+}
+
+/* Adds one tap to a table under construction (n taps so far; extents in ext[4]). */
+static inline void tm_taps_add(tm_taps *t, int32_t n, int32_t off, int32_t w, int32_t dy,
+                               int32_t dx, int32_t *ext) {
+    if (n < TM_TAPS) {
+        t->tab[2 * n] = off;
+        t->tab[2 * n + 1] = w;
+        t->dy[n] = (int16_t)dy;
+        t->dx[n] = (int16_t)dx;
+    }
+    ext[0] = n == 0 || dy < ext[0] ? dy : ext[0];
+    ext[1] = n == 0 || dy > ext[1] ? dy : ext[1];
+    ext[2] = n == 0 || dx < ext[2] ? dx : ext[2];
+    ext[3] = n == 0 || dx > ext[3] ? dx : ext[3];
+}
+
+/* Output pixel (iy0, ix0: its window origin) of a tabled row whose taps may fall outside
+ * the box: such a tap reads the input zero point. */
+static inline int8_t tm_taps_border(const tm_taps *t, tm_box in, int32_t ic, int32_t zp,
+                                    tm_rq r, tm_clamp cl, int32_t form, int32_t iy0,
+                                    int32_t ix0) {
+    const int32_t at = iy0 * in.row + ix0 * in.pix + ic; /* may lie outside: an index */
+    int32_t j, s = 0;
+    for (j = 0; j < t->n; ++j) {
+        const int32_t iy = iy0 + t->dy[j], ix = ix0 + t->dx[j];
+        s += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w ? (int32_t)in.p[at + t->tab[2 * j]]
+                                                             : zp) * t->tab[2 * j + 1];
+    }
+    s = tm_wrap_add(t->kb, s);
+    return TM_SPARSE_OUT(form, r, cl, s);
+}
+
+/* The inside run of a one-tap row: n outputs (dst, step ostep) from the inputs at x (step
+ * xstep), kb + x * w each; `form` is a constant at each call, so the loop keeps everything
+ * in registers. */
+TM_INLINE void tm_taps_run1(const int8_t *x, int32_t xstep, int8_t *dst, int32_t ostep,
+                            int32_t n, int32_t kb, int32_t w, tm_rq r, tm_clamp cl,
+                            int32_t form) {
+    for (; n > 0; --n, x += xstep, dst += ostep) {
+        const int32_t acc = kb + *x * w;
+        *dst = TM_SPARSE_OUT(form, r, cl, acc);
+    }
+}
+
+/* The same for a channel of 2..TM_TAPS taps: x is the first output's window origin as
+ * an index into the box (it may lie outside the box; the taps do not). */
+TM_INLINE void tm_taps_runn(const tm_taps *t, const int8_t *box, int32_t x,
+                            int32_t xstep, int8_t *dst, int32_t ostep, int32_t n, tm_rq r,
+                            tm_clamp cl, int32_t form) {
+    for (; n > 0; --n, x += xstep, dst += ostep) {
+        const int32_t *e = t->tab;
+        int32_t j, s = 0;
+        for (j = t->n; j > 0; --j, e += 2) {
+            s += box[x + e[0]] * e[1];
+        }
+        s = tm_wrap_add(t->kb, s);
+        *dst = TM_SPARSE_OUT(form, r, cl, s);
+    }
+}
+
+/* Output channel oc of a tabled channel (1 <= n <= TM_TAPS) from channel ic of box
+ * `in` (the offsets were made for its strides). The pixels around the rectangle of its taps
+ * go through tm_taps_border (with one tap, the tap is outside there: they are the requantized
+ * bias); the rectangle runs without a bounds test, along its longer side (a narrow map
+ * such as a spectrogram's 25 x 5 would otherwise pay a run's setup every few pixels). */
+static inline void tm_taps_rows(const tm_conv_params *p, const tm_taps *t, tm_box in,
+                                int32_t ic, tm_box out, int32_t oc, int32_t pad_top,
+                                int32_t pad_left) {
+    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
+    const int32_t form = tm_rq_form(p->fast_rq, p->act_min, p->act_max);
+    const int32_t n = t->n, zp = p->in_zp, sh = p->sh, sw = p->sw;
+    const int32_t y0 = t->y0, y1 = t->y1, x0 = t->x0, x1 = t->x1;
+    const int8_t yb = tm_requant_out(tm_wrap_add(t->kb, zp * t->tab[1]), p->mult[oc],
+                                     p->shift[oc], p->out_zp, p->act_min, p->act_max);
+    const int32_t along_x = x1 - x0 >= y1 - y0;
+    /* a run: its length and the steps of the input and output along it; the runs: */
+    const int32_t len = along_x ? x1 - x0 : y1 - y0, runs = along_x ? y1 - y0 : x1 - x0;
+    const int32_t xstep = along_x ? sw * in.pix : sh * in.row;
+    const int32_t ostep = along_x ? out.pix : out.row;
+    int32_t oy, ox, k;
+    for (oy = 0; oy < out.h; ++oy) {
+        const int32_t iy0 = oy * sh - pad_top;
+        int8_t *dst = tm_at(out, oy, 0) + oc;
+        /* rows across the rectangle skip it: columns [x0, x1) are the runs' */
+        const int32_t skip = oy >= y0 && oy < y1 ? x1 - x0 : 0, a = skip ? x0 : out.w;
+        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
+            if (ox == a) {
+                ox += skip;
+                dst += skip * out.pix;
+                if (ox == out.w) {
+                    break;
+                }
+            }
+            *dst = n == 1 ? yb : tm_taps_border(t, in, ic, zp, r, cl, form, iy0,
+                                                ox * sw - pad_left);
+        }
+    }
+    for (k = 0; k < runs; ++k) {
+        const int32_t ry = along_x ? y0 + k : y0, rx = along_x ? x0 : x0 + k;
+        /* the window origin may lie outside the box: index from the box start */
+        const int32_t at = (ry * sh - pad_top) * in.row + (rx * sw - pad_left) * in.pix + ic;
+        int8_t *dst = tm_at(out, ry, rx) + oc;
+        const int8_t *x = in.p + (at + t->tab[0]);
+        if (n == 1) {
+            TM_RQ_DISPATCH(form,
+                           tm_taps_run1(x, xstep, dst, ostep, len, t->kb, t->tab[1], r, cl,
+                                        TM_RQ_FULL),
+                           tm_taps_run1(x, xstep, dst, ostep, len, t->kb, t->tab[1], r, cl,
+                                        TM_RQ_FAST),
+                           tm_taps_run1(x, xstep, dst, ostep, len, t->kb, t->tab[1], r, cl,
+                                        TM_RQ_EXACT));
         } else {
-            tm_sparse_gemm(c0, off, m, &sp, out.c, &q, dst);
+            tm_taps_runn(t, in.p, at, xstep, dst, ostep, len, r, cl, form);
+        }
+    }
+}
+
+/* Output channel oc of a row without non-zero taps: one value (its requantized bias)
+ * everywhere. */
+static inline void tm_taps_fill(tm_box out, int32_t oc, int8_t y) {
+    int32_t oy, ox;
+    for (oy = 0; oy < out.h; ++oy) {
+        int8_t *dst = tm_at(out, oy, 0) + oc;
+        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
+            *dst = y;
         }
     }
 }
@@ -579,18 +858,6 @@ static inline void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in
  * walk takes up to 24 bits at a time from an unaligned word (bytewise at the mask's end,
  * which it never reads past) and visits only the set bits (count trailing zeros), with the
  * input zero point and bias folded into kbias as in the other GEMMs. */
-TM_INLINE int32_t tm_ctz(uint32_t m) {
-#if defined(__GNUC__) || defined(__clang__)
-    return __builtin_ctz(m);
-#else
-    int32_t n = 0;
-    while (!(m & 1u)) {
-        m >>= 1;
-        ++n;
-    }
-    return n;
-#endif
-}
 
 /* Up to 24 mask bits from bit `bit` on (of a mask of `bytes` bytes), low bit first. */
 TM_INLINE uint32_t tm_mask_bits(const uint8_t *mask, int32_t bytes, int32_t bit) {
@@ -755,41 +1022,86 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
     }
 }
 
-/* Sparse (non-zero lists) CONV_2D without columns: a window conv planned without the im2col
- * buffer (--optimize memory), or a 1x1 that pads. Each entry's tap index is followed as
- * (ky, kx, channel) while walking the row; a tap outside the input box reads the input zero
- * point, which kbias cancels exactly as in the im2col columns. */
-static inline void tm_conv2d_sparse_direct(const tm_conv_params *p, tm_box in, tm_box out,
-                                           int32_t pad_top, int32_t pad_left) {
+/* Row o of a sparse (non-zero lists) CONV_2D as a tap table for the strides of box `in`:
+ * each entry's tap index followed as (ky, kx, channel); the zero-weight entries that only
+ * bridge long gaps are left out. The folded bias is the row's kbias. */
+static inline void tm_taps_of_list(const tm_conv_params *p, tm_box in, tm_box out,
+                                   const uint8_t *nz, int32_t count, int32_t o,
+                                   int32_t pad_top, int32_t pad_left, tm_taps *t) {
+    int32_t n = 0, c = 0, kx = 0, ky = 0, ext[4] = {0, 0, 0, 0};
+    for (; count > 0; --count, nz += 2) {
+        c += nz[0];
+        while (c >= in.c) {
+            c -= in.c;
+            if (++kx == p->kw) {
+                kx = 0;
+                ++ky;
+            }
+        }
+        if (nz[1]) {
+            const int32_t dy = ky * p->dh, dx = kx * p->dw;
+            tm_taps_add(t, n++, dy * in.row + dx * in.pix + c, (int8_t)nz[1], dy, dx, ext);
+        }
+    }
+    t->n = n;
+    t->kb = p->kbias[o];
+    tm_taps_rect(t, p, in, out, pad_top, pad_left, ext[0], ext[1], ext[2], ext[3]);
+}
+
+/* Row o of a sparse CONV_2D walked pixel by pixel (a row of more than TM_TAPS non-zero
+ * taps with no im2col buffer): each entry's tap followed as (ky, kx, channel); a tap
+ * outside the input box reads the input zero point, which kbias cancels. */
+static inline void tm_conv2d_sparse_row(const tm_conv_params *p, tm_box in, tm_box out,
+                                        const uint8_t *row, int32_t count, int32_t o,
+                                        int32_t pad_top, int32_t pad_left) {
     const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
-    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
-    int32_t oy, ox, o, n;
+    const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
+    int32_t oy, ox, n;
     for (oy = 0; oy < out.h; ++oy) {
         for (ox = 0; ox < out.w; ++ox) {
             const int32_t iy0 = oy * p->sh - pad_top, ix0 = ox * p->sw - pad_left;
-            const uint8_t *nz = p->nz;
-            int8_t *dst = tm_at(out, oy, ox);
-            for (o = 0; o < out.c; ++o) {
-                const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
-                int32_t acc = p->kbias[o], c = 0, kx = 0, ky = 0;
-                for (n = tm_sparse_count(&sp, o); n > 0; --n, nz += 2) {
-                    int32_t iy, ix;
-                    c += nz[0];
-                    while (c >= in.c) {
-                        c -= in.c;
-                        if (++kx == p->kw) {
-                            kx = 0;
-                            ++ky;
-                        }
+            const uint8_t *nz = row;
+            int32_t acc = p->kbias[o], c = 0, kx = 0, ky = 0;
+            for (n = count; n > 0; --n, nz += 2) {
+                int32_t iy, ix;
+                c += nz[0];
+                while (c >= in.c) {
+                    c -= in.c;
+                    if (++kx == p->kw) {
+                        kx = 0;
+                        ++ky;
                     }
-                    iy = iy0 + ky * p->dh;
-                    ix = ix0 + kx * p->dw;
-                    acc += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w
-                                ? (int32_t)tm_at(in, iy, ix)[c] : p->in_zp) * (int8_t)nz[1];
                 }
-                dst[o] = TM_GEMM_OUT(p->fast_rq, r, cl, acc);
+                iy = iy0 + ky * p->dh;
+                ix = ix0 + kx * p->dw;
+                acc += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w
+                            ? (int32_t)tm_at(in, iy, ix)[c] : p->in_zp) * (int8_t)nz[1];
             }
+            tm_at(out, oy, ox)[o] = TM_GEMM_OUT(p->fast_rq, r, cl, acc);
         }
+    }
+}
+
+/* Sparse (non-zero lists) CONV_2D row by row through tap tables (no scratch); a row of
+ * more than TM_TAPS non-zero taps is walked pixel by pixel. */
+TM_NOINLINE void tm_conv2d_sparse_taps(const tm_conv_params *p, tm_box in, tm_box out,
+                                       int32_t pad_top, int32_t pad_left) {
+    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
+    const uint8_t *nz = p->nz;
+    tm_taps t;
+    int32_t o;
+    for (o = 0; o < out.c; ++o) {
+        const int32_t count = tm_sparse_count(&sp, o);
+        tm_taps_of_list(p, in, out, nz, count, o, pad_top, pad_left, &t);
+        if (t.n == 0) {
+            tm_taps_fill(out, o, tm_requant_out(t.kb, p->mult[o], p->shift[o], p->out_zp,
+                                                p->act_min, p->act_max));
+        } else if (t.n > TM_TAPS) {
+            tm_conv2d_sparse_row(p, in, out, nz, count, o, pad_top, pad_left);
+        } else {
+            tm_taps_rows(p, &t, in, 0, out, o, pad_top, pad_left);
+        }
+        nz += 2 * count;
     }
 }
 
@@ -802,16 +1114,18 @@ TM_INLINE int32_t tm_conv_pointwise(const tm_conv_params *p, tm_box in, tm_box o
 }
 
 /* Sparse CONV_2D stored as non-zero lists (the generator calls it for them, so a model
- * without dense convs links no dense GEMM): the sparse GEMM over im2col columns (`scratch`
- * planned), over the input pixels (a 1x1 that never pads), or the direct walk. */
+ * without dense convs links no dense GEMM): a 1x1 that never pads runs its rows over the
+ * input pixels; a window conv the sparse GEMM over im2col columns when `scratch` was
+ * planned (two columns share every entry, and the window's border is the im2col's), else
+ * its tap tables. */
 static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box out,
                                    int32_t pad_top, int32_t pad_left, int8_t *scratch) {
-    if (scratch) {
-        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_LISTS);
-    } else if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+    if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
         tm_conv2d_sparse_pointwise(p, in, out);
+    } else if (scratch) {
+        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_LISTS);
     } else {
-        tm_conv2d_sparse_direct(p, in, out, pad_top, pad_left);
+        tm_conv2d_sparse_taps(p, in, out, pad_top, pad_left);
     }
 }
 
@@ -819,7 +1133,9 @@ static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box ou
  * over im2col or pixel columns when the bias was folded (kbias), else the direct loop. */
 static inline void tm_conv2d_masked(const tm_conv_params *p, tm_box in, tm_box out,
                                     int32_t pad_top, int32_t pad_left, int8_t *scratch) {
-    if (p->kbias && (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left))) {
+    if (p->kbias && in.c <= TM_MASK_ROW && tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+        tm_conv2d_mask_pointwise(p, in, out);
+    } else if (p->kbias && (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left))) {
         tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_MASK);
     } else {
         tm_conv2d_sparse(p, in, out, pad_top, pad_left);

@@ -1,5 +1,7 @@
 """C emitter of DEPTHWISE_CONV_2D: ``tm_depthwise`` or, when the planner put the output over
-the input (a scratch plane is planned), ``tm_depthwise_inplace`` (``tm_depthwise.h``)."""
+the input (a scratch plane is planned), ``tm_depthwise_inplace`` (``tm_depthwise.h``); a
+bitmask filter (``--sparse``) takes their sparse entry points ``tm_depthwise_masked`` and
+``tm_depthwise_masked_inplace``, so only a sparse build links the sparse walk."""
 
 from __future__ import annotations
 
@@ -17,8 +19,13 @@ def emit_depthwise(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     p = unit.op_params(op, "dw", "tm_conv_params",
                        lambda: conv_fields(unit, op, f"op{op.index}"))
     scratch = unit.scratch(i)
+    masked = unit.filter_format(op) == "mask"
     if scratch is not None:  # the planner may have put the output over the input
         group = inplace_group(op, unit.graph)
+        if masked:
+            return [f"tm_depthwise_masked_inplace({p}, {unit.ref(src)}, {unit.ref(dst)}, "
+                    f"{pad[0]}, {pad[2]}, {scratch}, {group});"]
         return [f"tm_depthwise_inplace({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, "
                 f"{pad[2]}, {scratch}, {group});"]
-    return [f"tm_depthwise({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]});"]
+    kernel = "tm_depthwise_masked" if masked else "tm_depthwise"
+    return [f"{kernel}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]});"]

@@ -7,8 +7,9 @@
  * (__sxtab16 subtracts the input zero point on the way) and 4 16-bit MACs
  * (__smlabb/__smlatt); the C99 path is the same sum per byte. The taps a window has inside
  * the box are found once per output pixel, so padding costs nothing in the tap loop; a 3x3
- * window fully inside runs an unrolled body. Other cases (multiplier > 1, sparse filters)
- * run the per-channel loop tm_depthwise_channel. */
+ * window fully inside runs an unrolled body. Other cases (multiplier > 1, a fused
+ * expand's bitmask filter) run the per-channel loop tm_depthwise_channel; bitmask filters
+ * have their own entry points at the end of this header. */
 #ifndef TM_DEPTHWISE_H
 #define TM_DEPTHWISE_H
 
@@ -384,6 +385,105 @@ static inline void tm_depthwise_inplace(const tm_conv_params *p, tm_box in, tm_b
                 }
             }
             tm_dw_channels(p, plane, 0, out, c, g, 0, 0);
+        }
+    }
+}
+
+/* ---- sparse depthwise (bitmask filters) ---------------------------------------------------
+ * A pruned depthwise channel has a handful of non-zero taps among its KH*KW (at 10 %
+ * density under one of 9). The generator calls these entry points only for bitmask
+ * filters, so a dense build links none of it. Each channel's non-zero taps are read once
+ * from its bits of the channel-major mask into a tap table (tm_conv.h), which runs the
+ * channel's output pixels; a channel of more than TM_TAPS non-zero taps takes the
+ * per-weight walk of tm_depthwise_channel. */
+
+/* Channel oc's table (offsets for the strides of box `in`); *values points at its first
+ * non-zero weight and is moved past its last. */
+static inline void tm_dws_of(const tm_conv_params *p, tm_box in, tm_box out, int32_t oc,
+                             int32_t pad_top, int32_t pad_left, const int8_t **values,
+                             tm_taps *t) {
+    const int8_t *v = *values;
+    int32_t ky, kx, n = 0, sum = 0, bit = oc * p->kh * p->kw, ext[4] = {0, 0, 0, 0};
+    for (ky = 0; ky < p->kh; ++ky) {
+        for (kx = 0; kx < p->kw; ++kx, ++bit) {
+            if (tm_bit(p->mask, bit)) {
+                const int32_t dy = ky * p->dh, dx = kx * p->dw, w = *v++;
+                tm_taps_add(t, n++, dy * in.row + dx * in.pix, w, dy, dx, ext);
+                sum += w;
+            }
+        }
+    }
+    *values = v;
+    t->n = n;
+    t->kb = tm_wrap_sub(p->bias ? p->bias[oc] : 0, p->in_zp * sum);
+    tm_taps_rect(t, p, in, out, pad_top, pad_left, ext[0], ext[1], ext[2], ext[3]);
+}
+
+/* Output channel oc of a sparse depthwise from channel ic of box `in`, its table t made
+ * for that box (values: the channel's first non-zero weight, for the untabled walk). */
+TM_NOINLINE void tm_dws_channel(const tm_conv_params *p, const tm_taps *t, tm_box in,
+                                int32_t ic, tm_box out, int32_t oc, int32_t pad_top,
+                                int32_t pad_left, const int8_t *values) {
+    if (t->n == 0) {
+        tm_taps_fill(out, oc, tm_conv_out(p, 0, oc));
+    } else if (t->n > TM_TAPS) {
+        (void)tm_depthwise_channel(p, in, ic, out, oc, pad_top, pad_left, values);
+    } else {
+        tm_taps_rows(p, t, in, ic, out, oc, pad_top, pad_left);
+    }
+}
+
+/* Sparse depthwise (bitmask filter, any depth multiplier): output and input do not share
+ * memory. */
+TM_NOINLINE void tm_depthwise_masked(const tm_conv_params *p, tm_box in, tm_box out,
+                                       int32_t pad_top, int32_t pad_left) {
+    const int8_t *values = p->filter;
+    tm_taps t;
+    int32_t c, m;
+    for (c = 0; c < in.c; ++c) {
+        for (m = 0; m < p->depth_multiplier; ++m) {
+            const int32_t oc = c * p->depth_multiplier + m;
+            const int8_t *first = values;
+            tm_dws_of(p, in, out, oc, pad_top, pad_left, &values, &t);
+            tm_dws_channel(p, &t, in, c, out, oc, pad_top, pad_left, first);
+        }
+    }
+}
+
+/* Sparse in-place depthwise (multiplier 1; tm_depthwise_inplace's contract: scratch holds
+ * `group` channel planes of in.h x in.w, 4 planned for speed, 1 for memory). Each group of
+ * channels is copied into the scratch (a word per pixel for 4 channels) before their
+ * outputs overwrite it, then every channel runs on the copy; a group whose channels have
+ * no non-zero tap reads nothing and is filled in. */
+TM_NOINLINE void tm_depthwise_masked_inplace(const tm_conv_params *p, tm_box in,
+                                             tm_box out, int32_t pad_top, int32_t pad_left,
+                                             int8_t *scratch, int32_t group) {
+    const int8_t *values = p->filter;
+    tm_taps t;
+    int32_t c, j, y, x;
+    for (c = 0; c < in.c; c += group) {
+        const int32_t g = in.c - c < group ? in.c - c : group;
+        const tm_box plane = tm_box_make(scratch, in.h, in.w, g, g, g * in.w);
+        const int32_t taps = p->kh * p->kw;
+        if (tm_bits_set(p->mask, c * taps, g * taps) > 0) {
+            int8_t *d = scratch;
+            for (y = 0; y < in.h; ++y) {
+                const int8_t *s = tm_at(in, y, 0) + c;
+                for (x = 0; x < in.w; ++x, s += in.pix, d += g) {
+                    if (g == 4) {
+                        tm_store32(d, tm_load32(s));
+                    } else {
+                        for (j = 0; j < g; ++j) {
+                            d[j] = s[j];
+                        }
+                    }
+                }
+            }
+        }
+        for (j = 0; j < g; ++j) {
+            const int8_t *first = values;
+            tm_dws_of(p, plane, out, c + j, pad_top, pad_left, &values, &t);
+            tm_dws_channel(p, &t, plane, j, out, c + j, pad_top, pad_left, first);
         }
     }
 }

@@ -48,6 +48,8 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
                 b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
         if "kbias" in extra and requant_bounded(wts.T, bias, p.shift):
             extra["fast_rq"] = "1"
+        if fmt != "dense":
+            unit.note_sparse_form("fast_rq" in extra, p.act_min, p.act_max)
         m = unit.array(f"{tag}_mult", "int32_t", p.mult)
         s = unit.array(f"{tag}_shift", "int32_t", p.shift)
         return c_struct(weights=w, bias=b, mult=m, shift=s, in_n=p.depth, out_n=p.units,
