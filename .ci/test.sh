@@ -16,4 +16,5 @@ mkdir "$VIEW/tinymcu"
 for f in "$ROOT"/tinymcu/*; do ln -s "$f" "$VIEW/tinymcu/"; done
 for d in mcu_runtime export prune firmware_templates; do ln -s "$ROOT/$d" "$VIEW/tinymcu/$d"; done
 MYPYPATH="$VIEW" .venv/bin/mypy -p tinymcu
-.venv/bin/python -m pytest -q --durations=30 tests "$@"
+# the suite is CPU-bound: one worker per core (tests share no fixed paths or ports)
+.venv/bin/python -m pytest -q -n auto --dist worksteal --durations=30 tests "$@"
