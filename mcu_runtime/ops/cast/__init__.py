@@ -42,7 +42,7 @@ class Cast(OpDef):
     mixed_types = True
     untileable = "changes the element size (patch tiles are int8 boxes)"
     tflm_opdata = {"CAST": ""}
-    tflm_options = {"CAST": 0}
+    tflm_options = {"CAST": 8}  # TfLiteCastParams (in, out type): ParseCast always allocates it
     header = "tm_cast.h"
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ estimate), PCAN gain control and the log.
 They are TFLite *custom* ops: the reader names them by their custom code and hands their
 FlexBuffer options map to ``decode_custom``. Every constant the kernels need (FFT twiddles,
 the dense filter-bank weight matrices, the log correction table) is computed once in
-``params()``; no float is used when they run. SignalFilterBankSpectralSubtraction keeps its
+``params()``; no float is used when they run. (The C kernels are not written yet: the
+generated runtime refuses these ops with one line.) SignalFilterBankSpectralSubtraction keeps its
 noise estimate inside the TFLM kernel (a persistent buffer that ``Reset`` zeroes) rather than
 in a variable tensor, so it declares it as ``kernel_state`` and the reader gives it a
 variable tensor: the emulator and the C runtime then carry it from invocation to invocation
@@ -62,14 +63,9 @@ class _Signal(OpDef):
     custom = True
     mixed_types = True
     untileable = "a Signal op works on whole 1-D frames"
-    header = "tm_signal.h"
 
     def tensor(self, graph: Graph, op: Op, k: int) -> Tensor:
         return graph.tensors[op.inputs[k]]
-
-    def emit(self, unit: Any, op: Op, step: Any, i: int) -> list[str]:
-        from tinymcu.mcu_runtime.ops.signal.emit import emit_signal
-        return emit_signal(unit, op, step, i)
 
 
 # ---- SignalWindow ----------------------------------------------------------------------
