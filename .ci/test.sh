@@ -16,6 +16,6 @@ mkdir "$VIEW/tinymcu"
 for f in "$ROOT"/tinymcu/*; do ln -s "$f" "$VIEW/tinymcu/"; done
 for d in mcu_runtime export prune firmware_templates; do ln -s "$ROOT/$d" "$VIEW/tinymcu/$d"; done
 MYPYPATH="$VIEW" .venv/bin/mypy -p tinymcu.mcu_runtime.ops -p tinymcu.mcu_runtime.codegen \
-  $(for m in check emulator execute geometry ir passes pipeline quant regions report schedule \
+  $(for m in check emulator execute flexbuf geometry ir passes pipeline quant regions report schedule \
       tflm_arena; do printf -- "-m tinymcu.mcu_runtime.%s " "$m"; done)
 .venv/bin/python -m pytest -q --durations=30 tests "$@"

@@ -22,8 +22,7 @@ from tinymcu.mcu_runtime.flatbuf import Table
 from tinymcu.mcu_runtime.geometry import Pad
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.ops import decode as d
-from tinymcu.mcu_runtime.ops import register
-from tinymcu.mcu_runtime.ops import plain_int
+from tinymcu.mcu_runtime.ops import plain_int, register
 from tinymcu.mcu_runtime.ops.base import OpDef, qparams
 from tinymcu.mcu_runtime.ops.conv import act_clamp
 from tinymcu.mcu_runtime.ops.elementwise import kernel
