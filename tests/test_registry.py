@@ -106,19 +106,8 @@ BIT_EXACT: dict[str, str] = {
     "SignalFilterBankLog": _SIGNAL_TEST,
 }
 
-_SIGNAL_NO_C = "Signal custom op: emulator only so far (its C kernel is not written yet)"
 #: accepted ops without a C kernel yet, and why (checked: they really have none)
-NO_C_KERNEL: dict[str, str] = {
-    "SignalWindow": _SIGNAL_NO_C,
-    "SignalFftAutoScale": _SIGNAL_NO_C,
-    "SignalRfft": _SIGNAL_NO_C,
-    "SignalEnergy": _SIGNAL_NO_C,
-    "SignalFilterBank": _SIGNAL_NO_C,
-    "SignalFilterBankSquareRoot": _SIGNAL_NO_C,
-    "SignalFilterBankSpectralSubtraction": _SIGNAL_NO_C,
-    "SignalPCAN": _SIGNAL_NO_C,
-    "SignalFilterBankLog": _SIGNAL_NO_C,
-}
+NO_C_KERNEL: dict[str, str] = {}
 #: accepted ops without a TFLM arena model, and why
 NO_TFLM_MODEL = {
     "RELU_N1_TO_1": "TFLM has no RELU_N1_TO_1 kernel, so it cannot run such a model",

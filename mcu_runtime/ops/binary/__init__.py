@@ -148,7 +148,6 @@ class Binary(OpDef):
 
     def emit(self, unit: Any, op: Op, step: Any, i: int) -> list[str]:
         if op.attrs.get("plain"):
-            raise TinymcuError(f"op {op.index} {op.kind} on plain int32 is not supported by "
-                               "the C runtime yet")
+            return plain_int.emit(unit, op, step)
         from tinymcu.mcu_runtime.ops.binary.emit import emit_binary
         return emit_binary(unit, op, step, i)

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime.flatbuf import Table
 from tinymcu.mcu_runtime.geometry import Pad
 from tinymcu.mcu_runtime.ir import Graph, Op
@@ -113,7 +112,6 @@ class Elementwise(OpDef):
 
     def emit(self, unit: Any, op: Op, step: Any, i: int) -> list[str]:
         if op.attrs.get("plain"):
-            raise TinymcuError(f"op {op.index} {op.kind} on plain int32 is not supported by "
-                               "the C runtime yet")
+            return plain_int.emit(unit, op, step)
         from tinymcu.mcu_runtime.ops.elementwise.emit import emit_elementwise
         return emit_elementwise(unit, op, step, i)

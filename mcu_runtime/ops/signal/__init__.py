@@ -6,8 +6,7 @@ estimate), PCAN gain control and the log.
 They are TFLite *custom* ops: the reader names them by their custom code and hands their
 FlexBuffer options map to ``decode_custom``. Every constant the kernels need (FFT twiddles,
 the dense filter-bank weight matrices, the log correction table) is computed once in
-``params()``; no float is used when they run. (The C kernels are not written yet: the
-generated runtime refuses these ops with one line.) SignalFilterBankSpectralSubtraction keeps its
+``params()``; no float is used when they run (``tm_signal.h`` is the C side). SignalFilterBankSpectralSubtraction keeps its
 noise estimate inside the TFLM kernel (a persistent buffer that ``Reset`` zeroes) rather than
 in a variable tensor, so it declares it as ``kernel_state`` and the reader gives it a
 variable tensor: the emulator and the C runtime then carry it from invocation to invocation
@@ -63,9 +62,14 @@ class _Signal(OpDef):
     custom = True
     mixed_types = True
     untileable = "a Signal op works on whole 1-D frames"
+    header = "tm_signal.h"
 
     def tensor(self, graph: Graph, op: Op, k: int) -> Tensor:
         return graph.tensors[op.inputs[k]]
+
+    def emit(self, unit: Any, op: Op, step: Any, i: int) -> list[str]:
+        from tinymcu.mcu_runtime.ops.signal.emit import emit_signal
+        return emit_signal(unit, op, step, i)
 
 
 # ---- SignalWindow ----------------------------------------------------------------------
@@ -159,6 +163,18 @@ class RfftParams:
     twiddles_i: np.ndarray
     super_r: np.ndarray
     super_i: np.ndarray
+    perm: np.ndarray  # the input index each leaf of kf_work copies (the C runs no recursion)
+
+
+def leaf_order(n: int, factors: list[tuple[int, int]]) -> np.ndarray:
+    """Where kf_work's recursion puts each input: block q of a stage takes every radix-th
+    element from q, down to the leaves."""
+    def walk(idx: np.ndarray, stage: int) -> np.ndarray:
+        radix, m = factors[stage]
+        if m == 1:
+            return idx
+        return np.concatenate([walk(idx[q::radix], stage + 1) for q in range(radix)])
+    return walk(np.arange(n), 0)
 
 
 @register
@@ -190,7 +206,9 @@ class Rfft(_Signal):
         pi = math.pi
         tr, ti = _q15_cexp(-2 * pi * np.arange(n, dtype=np.float64) / n)
         sr, si = _q15_cexp(-pi * ((np.arange(n // 2, dtype=np.float64) + 1) / n + 0.5))
-        return RfftParams(n, tuple(kiss_factors(n)), tr, ti, sr, si)
+        factors = kiss_factors(n)
+        return RfftParams(n, tuple(factors), tr, ti, sr, si,
+                          leaf_order(n, factors).astype(np.int16))
 
     def scratch_bytes(self, op: Op, graph: Graph, region: Any = None) -> int:
         return 2 * int(op.attrs["fft_length"]) + 4 * (int(op.attrs["fft_length"]) // 2)
