@@ -1,8 +1,9 @@
 """TFLM's Signal custom ops (the micro_speech audio front end): the FlexBuffer options
-decoder, the reader's custom-op path, the fixed-point helpers against literal reimplementations
-of TFLM's loops, the generated C against the emulator, and the whole front end — int16 [1, 480] audio frames to int8 [40] features —
-bit-exact with the TFLM interpreter over long sequences of frames, where
-SignalFilterBankSpectralSubtraction's noise estimate carries from frame to frame."""
+decoder, the reader's custom-op path, the fixed-point helpers against literal
+reimplementations of TFLM's loops, the generated C against the emulator, and the whole front
+end — int16 [1, 480] audio frames to int8 [40] features — bit-exact with the TFLM interpreter
+over long sequences of frames, where SignalFilterBankSpectralSubtraction's noise estimate
+carries from frame to frame."""
 
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ estimate), PCAN gain control and the log.
 They are TFLite *custom* ops: the reader names them by their custom code and hands their
 FlexBuffer options map to ``decode_custom``. Every constant the kernels need (FFT twiddles,
 the dense filter-bank weight matrices, the log correction table) is computed once in
-``params()``; no float is used when they run (``tm_signal.h`` is the C side). SignalFilterBankSpectralSubtraction keeps its
-noise estimate inside the TFLM kernel (a persistent buffer that ``Reset`` zeroes) rather than
-in a variable tensor, so it declares it as ``kernel_state`` and the reader gives it a
-variable tensor: the emulator and the C runtime then carry it from invocation to invocation
+``params()``; no float is used when they run (``tm_signal.h`` is the C side).
+SignalFilterBankSpectralSubtraction keeps its noise estimate inside the TFLM kernel (a
+persistent buffer that ``Reset`` zeroes) rather than in a variable tensor, so it declares it
+as ``kernel_state`` and the reader gives it a variable tensor: the emulator and the C runtime then carry it from invocation to invocation
 like SVDF's state.
 """
 
