@@ -1,7 +1,7 @@
-"""TFLM's Signal library custom ops (``signal/micro/kernels``): the fixed-point audio front
-end of micro_speech — window, FFT auto-scale, int16 real FFT (kiss_fft, 16-bit fixed
-point), energy, mel filter bank, its square root, spectral subtraction (stateful noise
-estimate), PCAN gain control and the log.
+"""TFLM's Signal library custom ops (``signal/micro/kernels``): the fixed-point audio front end
+of micro_speech — window, FFT auto-scale, int16 real FFT (kiss_fft, 16-bit fixed point),
+energy, mel filter bank, its square root, spectral subtraction (stateful noise estimate),
+PCAN gain control and the log.
 
 They are TFLite *custom* ops: the reader names them by their custom code and hands their
 FlexBuffer options map to ``decode_custom``. Every constant the kernels need (FFT twiddles,
@@ -9,8 +9,8 @@ the dense filter-bank weight matrices, the log correction table) is computed onc
 ``params()``; no float is used when they run (``tm_signal.h`` is the C side).
 SignalFilterBankSpectralSubtraction keeps its noise estimate inside the TFLM kernel (a
 persistent buffer that ``Reset`` zeroes) rather than in a variable tensor, so it declares it
-as ``kernel_state`` and the reader gives it a variable tensor: the emulator and the C runtime then carry it from invocation to invocation
-like SVDF's state.
+as ``kernel_state`` and the reader gives it a variable tensor: the emulator and the C
+runtime then carry it from invocation to invocation like SVDF's state.
 """
 
 from __future__ import annotations
