@@ -588,12 +588,21 @@ def _plain_int8(graph: Graph) -> set[int]:
             if all(k in _TYPE_CHANGING and k not in ("QUANTIZE", "DEQUANTIZE") for k in kinds)}
 
 
+def _integer_ops(graph: Graph) -> bool:
+    """A model of plain integer ops with their own typed contracts (the Signal audio front
+    end's stages on int16/uint32/uint64, CAST): no float and nothing quantized to check."""
+    return all(ops.get(op.kind).mixed_types and op.kind not in ("QUANTIZE", "DEQUANTIZE")
+               for op in graph.ops) and not any(t.dtype.startswith("float")
+                                                for t in graph.activations())
+
+
 def _check_int8(graph: Graph, file_index: list[int]) -> None:
     """An int8 core is required: other activation types (float I/O, int16) may appear only
     at the QUANTIZE/DEQUANTIZE boundaries around it (or as ops' own typed results, such as
     ARG_MAX's indices: ``OpDef.mixed_types``)."""
     acts = graph.activations()
-    if not any(t.dtype == "int8" for t in acts) and not _int16_core(graph):
+    if (not any(t.dtype == "int8" for t in acts) and not _int16_core(graph)
+            and not _integer_ops(graph)):
         if any(t.dtype.startswith("float") for t in acts):
             raise TinymcuError("float model; tinymcu needs an int8-quantized model")
         kinds = ", ".join(sorted({t.dtype for t in acts}))

@@ -259,3 +259,95 @@ def test_predicted_tflm_arena_matches_the_smallest_that_runs() -> None:
     measured = oracle.tflm_min_arena(MODEL)
     predicted = tflm_arena.predict(load_tflite(MODEL), pointer_bytes=8).min_arena
     assert measured <= predicted < 1.05 * measured, (predicted, measured)
+
+
+# ---- one Signal op at a time against TFLM, on inputs the front end never produces ---------
+def _real_consts() -> dict[str, np.ndarray]:
+    """The filter-bank tables and the PCAN LUT of the micro_speech front end."""
+    g = load_tflite(MODEL)
+    out = {}
+    for op in g.ops:
+        if op.kind == "SignalFilterBank":
+            for name, t in zip(("w", "uw", "fs", "ws", "widths"), op.inputs[1:], strict=True):
+                out[name] = g.tensors[t].data
+        if op.kind == "SignalPCAN":
+            out["lut"] = g.tensors[op.inputs[2]].data
+    return out
+
+
+def _full_range(rng: np.random.Generator, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Random values over the whole type, at a random bit width (small and saturating)."""
+    info = np.iinfo(np.dtype(dtype))
+    bits = int(rng.integers(1, info.bits + 1))
+    hi = min(int(info.max), (1 << bits) - 1)
+    lo = max(int(info.min), -(1 << bits)) if info.min < 0 else 0
+    return rng.integers(lo, hi, shape, dtype=np.int64 if dtype != "uint64" else np.uint64,
+                        endpoint=True).astype(dtype)
+
+
+def _one_op_cases() -> dict:
+    from tflite_build import Tensor as T
+    c = _real_consts()
+    rng = np.random.default_rng(5)
+    w = rng.integers(-32768, 32768, 64).astype(np.int16)
+    fb = [T((257,), "uint32"), *(T(c[k].shape, "int16", data=c[k])
+                                 for k in ("w", "uw", "fs", "ws", "widths")), T((40,), "uint64")]
+    ss = {"alternate_one_minus_smoothing": 15401, "alternate_smoothing": 983,
+          "min_signal_remaining": 819, "num_channels": 16, "one_minus_smoothing": 15975,
+          "smoothing": 409, "smoothing_bits": 10, "spectral_subtraction_bits": 14}
+    return {
+        "window": ([T((2, 64), "int16"), T((64,), "int16", data=w), T((2, 64), "int16")],
+                   "SignalWindow", {"shift": 9}, [0, 1], [2]),
+        "auto_scale": ([T((96,), "int16"), T((96,), "int16"), T((), "int32")],
+                       "SignalFftAutoScale", {}, [0], [1, 2]),
+        "rfft_256": ([T((200,), "int16"), T((258,), "int16")], "SignalRfft",
+                     {"T": 7, "fft_length": 256}, [0], [1]),
+        "rfft_512": ([T((2, 512), "int16"), T((2, 514), "int16")], "SignalRfft",
+                     {"T": 7, "fft_length": 512}, [0], [1]),
+        "filter_bank": (fb, "SignalFilterBank", {"num_channels": 40}, [0, 1, 2, 3, 4, 5], [6]),
+        "sqrt": ([T((40,), "uint64"), T((), "int32", data=np.array(3, np.int32)),
+                  T((40,), "uint32")], "SignalFilterBankSquareRoot", {}, [0, 1], [2]),
+        "spectral_sub": ([T((16,), "uint32"), T((16,), "uint32"), T((16,), "uint32")],
+                         "SignalFilterBankSpectralSubtraction", {**ss, "clamping": False},
+                         [0], [1, 2]),
+        "spectral_sub_clamping": ([T((16,), "uint32"), T((16,), "uint32"),
+                                   T((16,), "uint32")], "SignalFilterBankSpectralSubtraction",
+                                  {**ss, "clamping": True}, [0], [1, 2]),
+        "pcan": ([T((40,), "uint32"), T((40,), "uint32"),
+                  T(c["lut"].shape, "int16", data=c["lut"]), T((40,), "uint32")],
+                 "SignalPCAN", {"snr_shift": 6}, [0, 1, 2], [3]),
+        "energy": ([T((258,), "int16"), T((129,), "uint32")], "SignalEnergy",
+                   {"end_index": 120, "start_index": 3}, [0], [1]),
+        "log": ([T((40,), "uint32"), T((40,), "int16")], "SignalFilterBankLog",
+                {"input_correction_bits": 3, "output_scale": 64}, [0], [1]),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_one_op_cases()))
+def test_signal_op_alone_bit_exact_with_tflm(case: str, tmp_path: Path) -> None:
+    """Each op in a one-op model, 60 random inputs over its types' full range (saturating
+    windows, -32768 in the auto-scale scan, full-scale FFTs, 64-bit square roots, noise
+    estimates of every octave), run as one sequence (the stateful op carries its state).
+    SignalEnergy is compared on the bins it computes: TFLM leaves the others unwritten."""
+    from tflite_build import Node, write
+    tensors, kind, options, ins, outs = _one_op_cases()[case]
+    graph_inputs = [i for i in ins if tensors[i].data is None]
+    path = write(tmp_path / f"{case}.tflite", tensors,
+                 [Node(kind, ins, outs, {"custom": options})], graph_inputs, outs)
+    graph = load_tflite(path)
+    p = plan_and_pick(graph, "layer", 1 << 30)
+    rng = np.random.default_rng(sum(map(ord, case)))
+    sets = []
+    for _ in range(60):
+        xs = [_full_range(rng, tensors[i].dtype, tensors[i].shape) for i in graph_inputs]
+        if kind == "SignalFftAutoScale" and rng.random() < 0.3:
+            xs[0][rng.integers(0, xs[0].size)] = -32768
+        sets.append(xs)
+    theirs = oracle.tflm_invoke_sequence(path, sets, verify_arena_bytes(path))
+    ours = emulate_sequence(graph, p, sets)
+    keep = slice(options["start_index"], options["end_index"]) if kind == "SignalEnergy" \
+        else slice(None)
+    for k, (e, r) in enumerate(zip(ours, theirs, strict=True)):
+        for y, t in zip(e.outputs, r, strict=True):
+            np.testing.assert_array_equal(y.reshape(-1)[keep], t.reshape(-1)[keep],
+                                          err_msg=f"{case} input {k}")
