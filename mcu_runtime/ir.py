@@ -64,6 +64,10 @@ class Tensor:
     quant: Quant | None = None
     data: np.ndarray | None = None
     is_variable: bool = False
+    #: a variable the reader added for state a custom kernel keeps internally
+    #: (``OpDef.kernel_state``): no tensor of the file, so TFLM's arena holds it in the op's
+    #: persistent buffer, not as a tensor
+    kernel_state: bool = False
 
     @property
     def is_const(self) -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime import ops
 from tinymcu.mcu_runtime.flatbuf import FlatBuffer, Table
+from tinymcu.mcu_runtime.flexbuf import loads_map
 from tinymcu.mcu_runtime.ir import DTYPE_SIZE, Graph, Op, Quant, Tensor
 from tinymcu.mcu_runtime.ops.decode import OpError
 
@@ -71,6 +72,12 @@ TENSOR_TYPES: dict[int, str] = {
 #: Ops the Graph may hold: every op folder's TFLite kinds (``mcu_runtime/ops/``).
 SUPPORTED_OPS = ops.tflite_kinds()
 
+#: Custom ops (by custom code name) the op folders run (``OpDef.custom``).
+CUSTOM_OPS = frozenset(k for d in ops.all_defs() if d.custom for k in d.kinds)
+
+#: an op's options: a builtin options table, a custom op's decoded FlexBuffer map, or none
+Options = Table | dict | None
+
 #: Ops that compute on activations but may change numeric type (float ends of a model,
 #: ARG_MAX's indices, CAST): the op folders with ``OpDef.mixed_types``.
 _TYPE_CHANGING = frozenset(k for d in ops.all_defs() if d.mixed_types for k in d.kinds)
@@ -87,6 +94,7 @@ _SG_TENSORS, _SG_INPUTS, _SG_OUTPUTS, _SG_OPERATORS, _SG_NAME = 0, 1, 2, 3, 4
 _T_SHAPE, _T_TYPE, _T_BUFFER, _T_NAME, _T_QUANT, _T_IS_VARIABLE, _T_SPARSITY = range(7)
 _Q_SCALE, _Q_ZERO_POINT, _Q_DETAILS_TYPE, _Q_DIM = 2, 3, 4, 6
 _OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_OPTIONS_TYPE, _OP_OPTIONS = range(5)
+_OP_CUSTOM_OPTIONS, _OP_CUSTOM_FORMAT = 5, 6
 _OPC_DEPRECATED, _OPC_CUSTOM, _OPC_BUILTIN = 0, 1, 3
 _BUF_DATA, _BUF_OFFSET, _BUF_SIZE = 0, 1, 2
 
@@ -179,7 +187,7 @@ class _Reader:
         _check_int8(graph, kept)
         return graph
 
-    def _raw_op(self, i: int, t: Table) -> tuple[str, list[int], list[int], Table | None]:
+    def _raw_op(self, i: int, t: Table) -> tuple[str, list[int], list[int], Options]:
         opcode = int(t.scalar(_OP_OPCODE, "uint32"))
         if opcode >= len(self.opcodes):
             raise TinymcuError(f"op {i} uses opcode index {opcode}, but the model has only "
@@ -187,6 +195,15 @@ class _Reader:
         kind = self._kind(i, opcode)
         ins = t.array(_OP_INPUTS, "int32")
         outs = t.array(_OP_OUTPUTS, "int32")
+        if kind in CUSTOM_OPS:
+            if int(t.scalar(_OP_CUSTOM_FORMAT, "int8")) != 0:
+                raise TinymcuError(f"op {i} ({kind}) has custom options in format "
+                                   f"{int(t.scalar(_OP_CUSTOM_FORMAT, 'int8'))}, expected "
+                                   "0 (FlexBuffers)")
+            custom = loads_map(t.bytes(_OP_CUSTOM_OPTIONS) or b"",
+                               f"op {i} ({kind}) custom options")
+            return (kind, [] if ins is None else ins.tolist(),
+                    [] if outs is None else outs.tolist(), custom)
         opts = t.table(_OP_OPTIONS)
         expected = _OPTIONS_TYPE.get(kind)
         otype = int(t.scalar(_OP_OPTIONS_TYPE, "uint8"))
@@ -203,8 +220,12 @@ class _Reader:
         code = max(int(t.scalar(_OPC_DEPRECATED, "int8")), int(t.scalar(_OPC_BUILTIN, "int32")))
         if code == BUILTIN_NAMES.index("CUSTOM"):
             custom = t.string(_OPC_CUSTOM) or "?"
-            raise TinymcuError(f"op {i} is the custom op {_quote(custom)}; tinymcu supports "
-                               "builtin TFLite ops only")
+            if custom not in CUSTOM_OPS:
+                raise TinymcuError(f"op {i} is the custom op {_quote(custom)}, which tinymcu "
+                                   "does not support (custom ops it runs: "
+                                   f"{', '.join(sorted(CUSTOM_OPS))})")
+            self._kinds[opcode] = custom
+            return custom
         if not 0 <= code < len(BUILTIN_NAMES):
             raise TinymcuError(f"op {i} has unknown builtin operator code {code}")
         kind = BUILTIN_NAMES[code]
@@ -331,10 +352,10 @@ class _Reader:
 
     # ---- constant folding -----------------------------------------------------------
     def _fold(self, i: int, kind: str, ins: list[int], outs: list[int],
-              opts: Table | None) -> bool:
+              opts: Options) -> bool:
         """Replace shape plumbing by constants; True if op ``i`` was folded away."""
         folder = _FOLDERS.get(kind)
-        if folder is None:
+        if folder is None or isinstance(opts, dict):
             return False
         tensors = [self.tensors[t] if t >= 0 else None for t in ins]
         outputs = [self.tensors[t] for t in outs]
@@ -369,14 +390,24 @@ class _Reader:
 
     # ---- op decoding ------------------------------------------------------------------
     def _op(self, index: int, file_index: int, kind: str, ins: list[int], outs: list[int],
-            opts: Table | None) -> Op:
+            opts: Options) -> Op:
         op = Op(index, kind, tuple(ins), tuple(outs))
+        opdef = ops.get(kind)
+        in_t = [self.tensors[t] if t >= 0 else None for t in ins]
+        out_t = [self.tensors[t] for t in outs]
         try:
-            op.attrs = ops.get(kind).decode(kind, [self.tensors[t] if t >= 0 else None
-                                                   for t in ins],
-                                            [self.tensors[t] for t in outs], opts)
+            if isinstance(opts, dict):
+                op.attrs = opdef.decode_custom(kind, in_t, out_t, opts)
+            else:
+                op.attrs = opdef.decode(kind, in_t, out_t, opts)
         except OpError as e:
             raise TinymcuError(f"op {file_index} ({kind}): {e}") from None
+        for name, shape, dtype in opdef.kernel_state(kind, op.attrs, in_t, out_t):
+            # state the kernel keeps to itself: a variable tensor the file does not have
+            state = Tensor(len(self.tensors), f"{out_t[0].name}/{name}", shape, dtype,
+                           is_variable=True, kernel_state=True)
+            self.tensors.append(state)
+            op.inputs = (*op.inputs, state.index)
         return op
 
 
@@ -545,19 +576,41 @@ def _int16_core(graph: Graph) -> bool:
         for op in graph.ops) and any(t.dtype == "int16" for t in graph.activations())
 
 
+def _plain_int8(graph: Graph) -> set[int]:
+    """int8 tensors that are plain integers, not quantized values: every op writing or
+    reading them only converts types (CAST's int32 → int8 at the end of the audio front
+    end's integer arithmetic), so no kernel needs a scale for them."""
+    touching: dict[int, list[str]] = {}
+    for op in graph.ops:
+        for t in (*op.inputs, *op.outputs):
+            touching.setdefault(t, []).append(op.kind)
+    return {t for t, kinds in touching.items()
+            if all(k in _TYPE_CHANGING and k not in ("QUANTIZE", "DEQUANTIZE") for k in kinds)}
+
+
+def _integer_ops(graph: Graph) -> bool:
+    """A model of plain integer ops with their own typed contracts (the Signal audio front
+    end's stages on int16/uint32/uint64, CAST): no float and nothing quantized to check."""
+    return all(ops.get(op.kind).mixed_types and op.kind not in ("QUANTIZE", "DEQUANTIZE")
+               for op in graph.ops) and not any(t.dtype.startswith("float")
+                                                for t in graph.activations())
+
+
 def _check_int8(graph: Graph, file_index: list[int]) -> None:
     """An int8 core is required: other activation types (float I/O, int16) may appear only
     at the QUANTIZE/DEQUANTIZE boundaries around it (or as ops' own typed results, such as
     ARG_MAX's indices: ``OpDef.mixed_types``)."""
     acts = graph.activations()
-    if not any(t.dtype == "int8" for t in acts) and not _int16_core(graph):
+    if (not any(t.dtype == "int8" for t in acts) and not _int16_core(graph)
+            and not _integer_ops(graph)):
         if any(t.dtype.startswith("float") for t in acts):
             raise TinymcuError("float model; tinymcu needs an int8-quantized model")
         kinds = ", ".join(sorted({t.dtype for t in acts}))
         raise TinymcuError(f"model has no int8 activations ({kinds}); tinymcu needs an "
                            "int8-quantized model")
+    plain = _plain_int8(graph)
     for t in acts:
-        if t.dtype == "int8" and t.quant is None:
+        if t.dtype == "int8" and t.quant is None and t.index not in plain:
             raise TinymcuError(f"tensor {t.index} {_quote(t.name)} is int8 but has no "
                                "quantization parameters")
         if t.quant is not None and t.quant.per_channel:

@@ -265,7 +265,14 @@ def tflm_intervals(graph: Graph, kernels: str = "reference") -> list[Interval]:
 def variable_bytes(graph: Graph) -> list[int]:
     """Each state tensor's persistent allocation: TFLM's ``AllocateVariables`` gives every
     variable tensor its own 16-byte aligned buffer in the tail, outside the memory plan."""
-    return [align_up(graph.tensors[t].nbytes, TFLM_ALIGN) for t in graph.variables()]
+    return [align_up(graph.tensors[t].nbytes, TFLM_ALIGN) for t in graph.variables()
+            if not graph.tensors[t].kernel_state]  # those are in their op's persistent data
+
+
+def file_tensor_count(graph: Graph) -> int:
+    """Tensors of the model file (TFLM's count): without the variables the reader added
+    for state a custom kernel keeps in its own buffer (``Tensor.kernel_state``)."""
+    return sum(1 for t in graph.tensors if not t.kernel_state)
 
 
 class _OutOfArena(Exception):
@@ -334,7 +341,7 @@ def _allocate(graph: Graph, abi: Abi, kernels: str, head: int, n_planned: int,
     persist("allocator objects", _BUILTIN_DATA_ALLOCATOR)
     arena.resize_head("scratch requests", request * _MAX_SCRATCH_PER_OP)
     persist("allocator objects", _SUBGRAPH_ALLOCATIONS)
-    persist("TfLiteEvalTensor data", _EVAL_TENSOR, len(graph.tensors))
+    persist("TfLiteEvalTensor data", _EVAL_TENSOR, file_tensor_count(graph))
     persist("NodeAndRegistration struct", _NODE_AND_REGISTRATION, len(graph.ops))
     for op in graph.ops:
         # The wheel's extra bytes are pointer-aligned: after a 12-byte SVDF options struct a
@@ -364,7 +371,7 @@ def _allocate(graph: Graph, abi: Abi, kernels: str, head: int, n_planned: int,
         arena.persistent("TfLiteTensor variable buffer data", nbytes, TFLM_ALIGN)
     arena.temporary("memory planning", p, p)  # subgraph offsets
     arena.temporary("memory planning", struct_size(_ALLOCATION_INFO, abi)
-                    * (len(graph.tensors) + requests), struct_align(_ALLOCATION_INFO, abi))
+                    * (file_tensor_count(graph) + requests), struct_align(_ALLOCATION_INFO, abi))
     if arena.available() // _PLANNER_PER_BUFFER < n_planned:
         raise _OutOfArena("memory planning")
     arena.reset_temp()

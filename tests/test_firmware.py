@@ -166,7 +166,6 @@ def test_run_on_a_build_only_board_is_exit_2(tmp_path: Path,
 
 @pytest.mark.parametrize("args,match", [
     (["--input", str(DATA / "kws_sample_input_int8.npy"), str(VWW)], "shape"),
-    ([str(DATA / "audio_preprocessor_int8.tflite")], "audio_preprocessor_int8"),
     ([str(DATA / "no-such.tflite")], "no such file"),
 ])
 def test_bad_model_or_input_is_one_line_exit_2(args: list[str], match: str, tmp_path: Path,

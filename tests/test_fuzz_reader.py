@@ -78,7 +78,7 @@ def assert_well_formed(g: Graph) -> None:
         assert op.kind in SUPPORTED_OPS
         for t in op.inputs:
             assert -1 <= t < n
-            assert t < 0 or g.tensors[t].is_const or t in written
+            assert t < 0 or g.tensors[t].is_const or g.tensors[t].is_variable or t in written
         for t in op.outputs:
             assert 0 <= t < n and t not in written and not g.tensors[t].is_const
             written.add(t)
@@ -87,8 +87,9 @@ def assert_well_formed(g: Graph) -> None:
         assert all(d >= 0 for d in t.shape) and t.size < 2**31
         if t.is_const:
             assert t.data.shape == t.shape and t.data.dtype == np.dtype(t.dtype)
-    for t in g.activations():
-        assert t.size >= 1 and (t.dtype != "int8" or t.quant is not None)
+    for t in g.activations():  # an unquantized int8 is a plain integer only CASTs touch
+        plain = all(op.kind == "CAST" for op in g.ops if t.index in (*op.inputs, *op.outputs))
+        assert t.size >= 1 and (t.dtype != "int8" or t.quant is not None or plain)
 
 
 @FUZZ
@@ -108,4 +109,4 @@ def test_random_bytes_fail_cleanly(data: bytes, tfl3: bool) -> None:
 def test_unmutated_models_pass_the_same_checks() -> None:
     """The invariants above hold on the real models (so the fuzz test can fail)."""
     loaded = [check_load(m) for m in MODELS]
-    assert sum(g is not None for g in loaded) == len(MODELS) - 1  # the custom-op model fails
+    assert all(g is not None for g in loaded)  # the Signal custom-op model loads too

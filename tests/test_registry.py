@@ -24,6 +24,7 @@ from tinymcu.mcu_runtime.ops.base import TILINGS, OpDef
 TESTS = Path(__file__).parent
 CC = shutil.which("gcc") or shutil.which("cc")
 
+_SIGNAL_TEST = "test_signal_ops.py::test_audio_front_end_sequence_bit_exact_with_tflm"
 #: op kind → a test that checks it bit for bit (emulator vs TFLM or BUILTIN_REF, and/or the
 #: generated C vs the emulator); ``file::function``
 BIT_EXACT: dict[str, str] = {
@@ -93,6 +94,16 @@ BIT_EXACT: dict[str, str] = {
     "EXP": "test_ops_tflm.py::test_op_bit_exact_with_tflm_and_c_equals_emulator",
     "LOG": "test_ops_tflm.py::test_op_bit_exact_with_tflm_and_c_equals_emulator",
     "SQRT": "test_ops_tflm.py::test_op_bit_exact_with_tflm_and_c_equals_emulator",
+    # TFLM's Signal library (custom ops): the audio front end, frame by frame with state
+    "SignalWindow": _SIGNAL_TEST,
+    "SignalFftAutoScale": _SIGNAL_TEST,
+    "SignalRfft": _SIGNAL_TEST,
+    "SignalEnergy": _SIGNAL_TEST,
+    "SignalFilterBank": _SIGNAL_TEST,
+    "SignalFilterBankSquareRoot": _SIGNAL_TEST,
+    "SignalFilterBankSpectralSubtraction": _SIGNAL_TEST,
+    "SignalPCAN": _SIGNAL_TEST,
+    "SignalFilterBankLog": _SIGNAL_TEST,
 }
 
 #: accepted ops without a C kernel yet, and why (checked: they really have none)

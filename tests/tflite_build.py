@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 _DTYPES = {"int8": 9, "int32": 2, "float32": 0, "uint8": 3, "int16": 7, "int64": 4,
-           "bool": 6}
+           "bool": 6, "uint32": 15, "uint64": 12}
 
 
 @dataclass
@@ -37,7 +37,9 @@ class Node:
     """One operator: builtin name, tensor indices, options for the kinds used in tests.
 
     ``options["table"]`` names any BuiltinOptions table (e.g. ``"TransposeConvOptions"``);
-    the other keys are then set as its fields (the schema's camelCase names)."""
+    the other keys are then set as its fields (the schema's camelCase names).
+    ``options["custom"]`` makes ``kind`` a custom op's name and writes the dict as its
+    FlexBuffer ``custom_options`` (TFLM's Signal ops)."""
 
     kind: str
     inputs: list[int]
@@ -77,13 +79,18 @@ def build(tensors: list[Tensor], ops: list[Node], inputs: list[int], outputs: li
     codes: list[int] = []
     sub.operators = []
     for op in ops:
-        code = getattr(s.BuiltinOperator, op.kind)
+        code = (op.kind if "custom" in op.options
+                else getattr(s.BuiltinOperator, op.kind))
         if code not in codes:
             codes.append(code)
         o = s.OperatorT()
         o.opcodeIndex = codes.index(code)
         o.inputs, o.outputs = list(op.inputs), list(op.outputs)
-        if "table" in op.options:
+        if "custom" in op.options:
+            from flatbuffers import flexbuffers
+            o.customOptions = list(flexbuffers.Dumps(op.options["custom"]))
+            o.customOptionsFormat = 0
+        elif "table" in op.options:
             table = op.options["table"]
             o.builtinOptionsType = getattr(s.BuiltinOptions, table)
             o.builtinOptions = getattr(s, f"{table}T")()
@@ -125,6 +132,9 @@ def build(tensors: list[Tensor], ops: list[Node], inputs: list[int], outputs: li
     model.operatorCodes = []
     for code in codes:
         oc = s.OperatorCodeT()
+        if isinstance(code, str):  # a custom op, by name
+            oc.customCode = code
+            code = s.BuiltinOperator.CUSTOM
         oc.builtinCode = code
         oc.deprecatedBuiltinCode = min(code, 127)
         oc.version = 1

@@ -28,6 +28,7 @@
 #include "tm_quantize.h"
 #include "tm_reduce.h"
 #include "tm_resize.h"
+#include "tm_signal.h"
 #include "tm_softmax.h"
 #include "tm_svdf.h"
 #include "tm_transpose.h"

@@ -68,6 +68,9 @@ class OpDef:
     activation_dtypes: ClassVar[tuple[str, ...]] = ("int8",)
     #: C header (in the op's folder) whose functions ``emit`` calls; None: tm_common.h only
     header: ClassVar[str | None] = None
+    #: True for TFLite custom ops: ``kinds`` are their custom code names and their options
+    #: arrive as the decoded FlexBuffer map of ``Operator.custom_options``
+    custom: ClassVar[bool] = False
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -75,6 +78,21 @@ class OpDef:
         """The op's attrs from its tensors and options table; raise ``decode.OpError``."""
         from tinymcu.mcu_runtime.ops.decode import unary
         return unary(ins, outs, opts)
+
+    def decode_custom(self, kind: str, ins: list, outs: list,
+                      options: dict[str, Any]) -> dict[str, Any]:
+        """A custom op's attrs from its tensors and FlexBuffer options map (``custom`` ops)."""
+        from tinymcu.mcu_runtime.ops.decode import OpError
+        raise OpError(f"{kind} is not a custom op")
+
+    def kernel_state(self, kind: str, attrs: dict[str, Any], ins: list,
+                     outs: list) -> list[tuple[str, tuple[int, ...], str]]:
+        """State the TFLM kernel keeps in its own persistent buffer across invocations
+        rather than in a variable tensor of the file (SignalFilterBankSpectralSubtraction's
+        noise estimate): (name, shape, dtype) of each. The reader gives each a variable
+        tensor appended to the op's inputs, so ``state_inputs`` and everything built on
+        variables (emulator, planner, C reset) carry it like SVDF's state."""
+        return []
 
     # -- numbers ---------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from tinymcu.mcu_runtime.flatbuf import Table
 from tinymcu.mcu_runtime.geometry import Pad
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.ops import decode as d
-from tinymcu.mcu_runtime.ops import register
+from tinymcu.mcu_runtime.ops import plain_int, register
 from tinymcu.mcu_runtime.ops.base import OpDef, qparams
 from tinymcu.mcu_runtime.ops.binary import kernel
 from tinymcu.mcu_runtime.ops.binary.kernel import SQDIFF_LEFT_SHIFT
@@ -97,12 +97,22 @@ class Binary(OpDef):
                    "SQUARED_DIFFERENCE": "b" "c" + "i" * 15 + "dd" + "i" * 5}
     tflm_options = {"DIV": 4}  # TfLiteDivParams: the fused activation
     header = "tm_binary.h"
+    #: int32 only on the unquantized path (``ops.plain_int``)
+    activation_dtypes = ("int8", "int32")
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:
         broadcast_decode(ins, outs)
-        return {"activation": d.activation(opts, 0)} if kind == "DIV" else {}
+        attrs = {"activation": d.activation(opts, 0)} if kind == "DIV" else {}
+        if plain_int.is_plain(ins, outs):
+            d.need(kind in ("MINIMUM", "MAXIMUM", "DIV"),
+                   f"{kind} on plain int32 is not supported")
+            return {**attrs, "plain": True}
+        plain_int.check_not_int32(ins, outs)
+        return attrs
 
-    def params(self, op: Op, graph: Graph) -> BinaryParams:
+    def params(self, op: Op, graph: Graph) -> BinaryParams | plain_int.PlainIntParams:
+        if op.attrs.get("plain"):
+            return plain_int.params(op.kind, op.attrs.get("activation", "NONE"))
         if op.kind in ("MINIMUM", "MAXIMUM"):
             return BinaryParams(op.kind)
         (s1, zp1), (s2, zp2) = qparams(graph, op.inputs[0]), qparams(graph, op.inputs[1])
@@ -126,6 +136,8 @@ class Binary(OpDef):
     def run(self, op: Op, graph: Graph, inputs: list[np.ndarray | None],
             pad: Pad | None = None) -> list[np.ndarray]:
         p = self.params(op, graph)
+        if isinstance(p, plain_int.PlainIntParams):
+            return [plain_int.run(p, inputs[0], inputs[1])]
         if op.kind == "DIV" and inputs[1] is not None and (inputs[1] == p.b_zp).any():
             raise TinymcuError(f"op {op.index} DIV by zero (a divisor code equal to its zero "
                                f"point {p.b_zp}); TFLM's result is undefined there")
@@ -135,5 +147,7 @@ class Binary(OpDef):
         return graph.tensors[op.inputs[0]].shape == graph.tensors[op.outputs[0]].shape
 
     def emit(self, unit: Any, op: Op, step: Any, i: int) -> list[str]:
+        if op.attrs.get("plain"):
+            return plain_int.emit(unit, op, step)
         from tinymcu.mcu_runtime.ops.binary.emit import emit_binary
         return emit_binary(unit, op, step, i)

@@ -101,4 +101,35 @@ static inline void tm_binary(const tm_binary_params *p, const tm_bcast *g, const
     }
 }
 
+/* Unquantized int32 ADD/SUB/MUL/DIV/MINIMUM/MAXIMUM (TFLM's reference templates on plain
+ * int32, shared with the elementwise folder): the C operation with wrap-around (formed in
+ * uint32 so the C stays defined), DIV truncating toward zero (a zero divisor, undefined in
+ * TFLM, gives 0), then the fused activation's clamp. An operand of one element is
+ * broadcast; buffers are raw bytes read with memcpy. */
+enum { TM_I32_ADD = 0, TM_I32_SUB = 1, TM_I32_MUL = 2, TM_I32_DIV = 3, TM_I32_MIN = 4,
+       TM_I32_MAX = 5 };
+
+static inline void tm_int32_binary(int32_t kind, const uint8_t *a, int32_t a_n,
+                                   const uint8_t *b, int32_t b_n, uint8_t *out, int32_t n,
+                                   int32_t lo, int32_t hi) {
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        int32_t x, y, r;
+        memcpy(&x, a + 4 * (size_t)(a_n == 1 ? 0 : i), 4);
+        memcpy(&y, b + 4 * (size_t)(b_n == 1 ? 0 : i), 4);
+        switch (kind) {
+        case TM_I32_ADD: r = (int32_t)((uint32_t)x + (uint32_t)y); break;
+        case TM_I32_SUB: r = (int32_t)((uint32_t)x - (uint32_t)y); break;
+        case TM_I32_MUL: r = (int32_t)((uint32_t)x * (uint32_t)y); break;
+        case TM_I32_DIV:
+            r = y == 0 ? 0 : y == -1 ? (int32_t)(0u - (uint32_t)x) : x / y;
+            break;
+        case TM_I32_MIN: r = x < y ? x : y; break;
+        default: r = x > y ? x : y; break;
+        }
+        r = r < lo ? lo : r > hi ? hi : r;
+        memcpy(out + 4 * (size_t)i, &r, 4);
+    }
+}
+
 #endif /* TM_BINARY_H */

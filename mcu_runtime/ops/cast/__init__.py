@@ -1,6 +1,7 @@
 """CAST between int8 and another integer or float type (TFLM's ``cast.cc``): a C
 ``static_cast`` of every element — no quantization is applied. int8 → uint8/int16/int32/
-float32 and uint8/int16/int32 → int8 (narrowing wraps modulo 256, as the cast does on the
+float32, uint8/int16/int32 → int8, int16 → int32 and int32 ↔ uint32 (the audio front
+end's integer tail; narrowing wraps modulo 256, as the cast does on the
 compilers TFLM is built with); casts from float are refused (truncation of out-of-range
 values is undefined in C).
 """
@@ -23,7 +24,8 @@ from tinymcu.mcu_runtime.ops.base import OpDef
 PAIRS = {("int8", "uint8"): "tm_cast_i8_u8", ("int8", "int16"): "tm_cast_i8_i16",
          ("int8", "int32"): "tm_cast_i8_i32", ("int8", "float32"): "tm_cast_i8_f32",
          ("uint8", "int8"): "tm_cast_u8_i8", ("int16", "int8"): "tm_cast_i16_i8",
-         ("int32", "int8"): "tm_cast_i32_i8"}
+         ("int32", "int8"): "tm_cast_i32_i8", ("int16", "int32"): "tm_cast_i16_i32",
+         ("uint32", "int32"): "tm_cast_u32_i32", ("int32", "uint32"): "tm_cast_i32_u32"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Cast(OpDef):
     mixed_types = True
     untileable = "changes the element size (patch tiles are int8 boxes)"
     tflm_opdata = {"CAST": ""}
-    tflm_options = {"CAST": 0}
+    tflm_options = {"CAST": 8}  # TfLiteCastParams (in, out type): ParseCast always allocates it
     header = "tm_cast.h"
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:

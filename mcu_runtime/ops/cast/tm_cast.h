@@ -25,5 +25,8 @@ TM_CAST_FN(tm_cast_i8_f32, int8_t, float)
 TM_CAST_FN(tm_cast_u8_i8, uint8_t, int8_t)
 TM_CAST_FN(tm_cast_i16_i8, int16_t, int8_t)
 TM_CAST_FN(tm_cast_i32_i8, int32_t, int8_t)
+TM_CAST_FN(tm_cast_i16_i32, int16_t, int32_t)
+TM_CAST_FN(tm_cast_u32_i32, uint32_t, int32_t)
+TM_CAST_FN(tm_cast_i32_u32, int32_t, uint32_t)
 
 #endif /* TM_CAST_H */

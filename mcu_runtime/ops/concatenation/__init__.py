@@ -42,6 +42,8 @@ class Concatenation(OpDef):
     tiling = "pointwise"  # along channels only: ``patch`` checks the axis
     tflm_opdata = {"CONCATENATION": "cppiii" "|" + "i" * 10}  # ConcatenationParams + ids
     tflm_options = {"CONCATENATION": 8}
+    #: int32 only unquantized (a plain copy, no rescale)
+    activation_dtypes = ("int8", "int32")
 
     def tflm_prepare(self, op: Op, graph: Graph, pointer_bytes: int) -> list[PrepareStep]:
         """Prepare takes the first input and the output (type check), then every input
@@ -56,6 +58,9 @@ class Concatenation(OpDef):
         axis = int(opts.scalar(0, "int32")) if opts else 0
         d.need(-rank <= axis < rank, f"axis {axis} out of range for rank {rank}")
         axis %= rank
+        if any(t.dtype == "int32" for t in (*ins, out)):
+            d.need(all(t.dtype == "int32" and t.quant is None for t in (*ins, out)),
+                   "int32 inputs and output must all be int32 without quantization")
         for t in ins:
             d.need(len(t.shape) == rank and all(
                 s == o for i, (s, o) in enumerate(zip(t.shape, out.shape, strict=True))

@@ -32,8 +32,34 @@ def _luts(unit: CUnit, op: Op) -> list[str | None]:
     return out
 
 
+def emit_plain_concat(unit: CUnit, op: Op, step: Step) -> list[str]:
+    """Unquantized int32 inputs (constants included): a ``memcpy`` of each input's block
+    per outer index."""
+    g = unit.graph
+    if step.in_region is not None or step.out_region is not None:
+        raise TinymcuError(f"op {op.index} CONCATENATION of int32 cannot run on a tile")
+    out_t = g.tensors[op.outputs[0]]
+    axis = get(op.kind).params(op, g).axis
+    outer = int(np.prod(out_t.shape[:axis], dtype=np.int64))
+    width = out_t.nbytes // out_t.size
+    total = int(np.prod(out_t.shape[axis:], dtype=np.int64)) * width
+    dst = unit.buffer_offset(step, op.outputs[0])
+    lines, at = [], 0
+    for k, t in enumerate(op.inputs):
+        inner = int(np.prod(g.tensors[t].shape[axis:], dtype=np.int64)) * width
+        src = (f"(const uint8_t *){unit.tensor_array(t, f'op{op.index}_in{k}')}"
+               if g.tensors[t].is_const else
+               f"(const uint8_t *)(tm_arena + {unit.buffer_offset(step, t)})")
+        lines.append(f"{{ int32_t o; for (o = 0; o < {outer}; ++o) memcpy(tm_arena + {dst} + "
+                     f"{at} + (size_t)o * {total}, {src} + (size_t)o * {inner}, {inner}); }}")
+        at += inner
+    return lines
+
+
 def emit_concat(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     g = unit.graph
+    if g.tensors[op.outputs[0]].dtype == "int32":
+        return emit_plain_concat(unit, op, step)
     int8_io(op, g)
     for t in op.inputs:
         if g.tensors[t].is_const or g.tensors[t].dtype != "int8":

@@ -166,10 +166,13 @@ class StridedSlice(DataMovement):
     #: StridedSliceParams: three counts + 5-int arrays, three int16 masks + three bools
     tflm_opdata = {"STRIDED_SLICE": "c" "iiiii" "c" "iiiii" "c" "iiiii" "hbhbhb"}
     tflm_options = {"STRIDED_SLICE": 24}
+    #: the copy moves elements of any width (int32 in the audio front end's tail)
+    activation_dtypes = ("int8", "int32")
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:
         d.arity(ins, outs, 4, 4, required=4)
         x, out = ins[0], outs[0]
+        d.need(x.dtype == out.dtype, f"input {x.dtype} and output {out.dtype} types differ")
         begin, end, strides = (_ints(t, w) for t, w in zip(ins[1:], ("begin", "end",
                                                                       "strides"), strict=True))
         rank = len(x.shape)

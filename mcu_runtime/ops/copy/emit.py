@@ -9,7 +9,7 @@ from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime.codegen.emitters import CUnit, c_struct
 from tinymcu.mcu_runtime.ir import Op
 from tinymcu.mcu_runtime.ops import get
-from tinymcu.mcu_runtime.ops.copy.plan import MAX_RANK, Copy, identity
+from tinymcu.mcu_runtime.ops.copy.plan import MAX_RANK, Copy, CopyParams, identity
 from tinymcu.mcu_runtime.schedule import Step
 
 
@@ -22,13 +22,25 @@ def _fields(c: Copy) -> str:
                     dst=_arr(c.dst_strides))
 
 
+def as_bytes(c: Copy, width: int) -> Copy:
+    """A copy of ``width``-byte elements as a copy of bytes (offsets and strides scaled, the
+    element's bytes as a new innermost axis)."""
+    return Copy(c.src, c.dst, (*c.dims, width), c.src_off * width,
+                (*(s * width for s in c.src_strides), 1), c.dst_off * width,
+                (*(s * width for s in c.dst_strides), 1))
+
+
 def emit_copies(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     g = unit.graph
     p = get(op.kind).params(op, g)
-    for t in {*(op.inputs[c.src] for c in p.copies), *op.outputs}:
-        if g.tensors[t].dtype != "int8":
-            raise TinymcuError(f"op {op.index} {op.kind} on {g.tensors[t].dtype}: the C "
-                               f"runtime moves int8 tensors only")
+    sizes = {g.tensors[t].nbytes // g.tensors[t].size
+             for t in {*(op.inputs[c.src] for c in p.copies), *op.outputs}}
+    if len(sizes) != 1 or (p.fills and sizes != {1}):
+        raise TinymcuError(f"op {op.index} {op.kind}: the C runtime moves elements of one "
+                           "width (and fills int8 only)")
+    width = sizes.pop()
+    if width > 1:  # wider elements: the same walk over bytes, one more axis of `width`
+        p = CopyParams(tuple(as_bytes(c, width) for c in p.copies), p.fills)
     lines = []
     for k, value in p.fills:
         t = op.outputs[k]

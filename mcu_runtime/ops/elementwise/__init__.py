@@ -21,7 +21,7 @@ from tinymcu.mcu_runtime.flatbuf import Table
 from tinymcu.mcu_runtime.geometry import Pad
 from tinymcu.mcu_runtime.ir import Graph, Op
 from tinymcu.mcu_runtime.ops import decode as d
-from tinymcu.mcu_runtime.ops import register
+from tinymcu.mcu_runtime.ops import plain_int, register
 from tinymcu.mcu_runtime.ops.base import OpDef, qparams
 from tinymcu.mcu_runtime.ops.conv import act_clamp
 from tinymcu.mcu_runtime.ops.elementwise import kernel
@@ -71,18 +71,25 @@ class Elementwise(OpDef):
                    "MUL": "i" * 9}         # OpDataMul
     tflm_options = {"ADD": 8, "SUB": 8, "MUL": 4}
     header = "tm_eltwise.h"
+    #: int32 only on the unquantized path (``ops.plain_int``)
+    activation_dtypes = ("int8", "int32")
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:
         d.arity(ins, outs, 2, 2, required=2)
+        plain = plain_int.is_plain(ins, outs)
+        if not plain:
+            plain_int.check_not_int32(ins, outs)
         try:
             shape = np.broadcast_shapes(ins[0].shape, ins[1].shape)
         except ValueError:
             raise d.OpError(f"input shapes {ins[0].shape} and {ins[1].shape} do not "
                             f"broadcast") from None
         d.need(outs[0].shape == shape, f"output shape {outs[0].shape} should be {shape}")
-        return {"activation": d.activation(opts, 0)}
+        return {"activation": d.activation(opts, 0), **({"plain": True} if plain else {})}
 
-    def params(self, op: Op, graph: Graph) -> ElementwiseParams:
+    def params(self, op: Op, graph: Graph) -> ElementwiseParams | plain_int.PlainIntParams:
+        if op.attrs.get("plain"):
+            return plain_int.params(op.kind, op.attrs["activation"])
         (s1, a_zp), (s2, b_zp) = qparams(graph, op.inputs[0]), qparams(graph, op.inputs[1])
         so, out_zp = qparams(graph, op.outputs[0])
         lo, hi = act_clamp(op, graph)
@@ -98,8 +105,13 @@ class Elementwise(OpDef):
 
     def run(self, op: Op, graph: Graph, inputs: list[np.ndarray | None],
             pad: Pad | None = None) -> list[np.ndarray]:
-        return [kernel.elementwise(self.params(op, graph), inputs[0], inputs[1])]
+        p = self.params(op, graph)
+        if isinstance(p, plain_int.PlainIntParams):
+            return [plain_int.run(p, inputs[0], inputs[1])]
+        return [kernel.elementwise(p, inputs[0], inputs[1])]
 
     def emit(self, unit: Any, op: Op, step: Any, i: int) -> list[str]:
+        if op.attrs.get("plain"):
+            return plain_int.emit(unit, op, step)
         from tinymcu.mcu_runtime.ops.elementwise.emit import emit_elementwise
         return emit_elementwise(unit, op, step, i)

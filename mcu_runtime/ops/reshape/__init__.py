@@ -24,10 +24,14 @@ class Reshape(OpDef):
     untileable = "changes the shape"
     tflm_opdata = {"RESHAPE": "", "SQUEEZE": ""}
     tflm_options = {"RESHAPE": 36, "SQUEEZE": 36}
+    #: only bytes are relabelled, so any integer element type works
+    activation_dtypes = ("int8", "int16", "int32", "uint32", "uint8")
 
     def decode(self, kind: str, ins: list, outs: list, opts: Table | None) -> dict[str, Any]:
         if kind == "RESHAPE":
             d.arity(ins, outs, 1, 2)
+            d.need(ins[0].dtype == outs[0].dtype,
+                   f"input {ins[0].dtype} and output {outs[0].dtype} types differ")
             d.need(ins[0].size == outs[0].size,
                    f"cannot reshape {ins[0].shape} into {outs[0].shape}")
             return {"new_shape": outs[0].shape}
