@@ -8,8 +8,8 @@ cd "$ROOT"
 export FLWR_TELEMETRY_ENABLED=0 TF_CPP_MIN_LOG_LEVEL=2
 .venv/bin/ruff check .
 # mypy cannot see through the editable install's import hook: give it a tinymcu/ namespace
-# view of symlinks, then check the whole package (pyproject.toml [tool.mypy]; its overrides
-# name the untyped third-party imports and, temporarily, the two reader modules under rework).
+# view of symlinks, then check the whole package (pyproject.toml [tool.mypy]; its override
+# names the untyped third-party imports).
 VIEW="$(mktemp -d)"
 trap 'rm -rf "$VIEW"' EXIT
 mkdir "$VIEW/tinymcu"

@@ -190,14 +190,14 @@ class TableVector(Sequence):
     codes that nothing uses, and a fuzzed count must not cost time up front."""
 
     def __init__(self, fb: FlatBuffer, start: int, count: int):
-        self.fb, self.start, self.count = fb, start, count
+        self.fb, self.start, self.n = fb, start, count
 
     def __len__(self) -> int:
-        return self.count
+        return self.n
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.count))]
-        if not 0 <= i < self.count:
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not 0 <= i < self.n:
             raise IndexError(i)
         return Table(self.fb, self.fb.deref(self.start + 4 * i, "table in vector"))

@@ -307,6 +307,8 @@ class _Reader:
         if n > max((*shape, 1)):  # LSTM intermediates: shape [0] with one scale
             raise TinymcuError(f"{where} has {n} quantization scales for shape {shape}")
         scale = q.array(_Q_SCALE, "float32")
+        if scale is None:
+            raise TinymcuError(f"{where} has no quantization scales")
         zp = q.array(_Q_ZERO_POINT, "int64")
         if zp is None or zp.size == 0:
             zp = np.zeros(n, np.int64)
@@ -378,13 +380,14 @@ class _Reader:
         if len(results) != len(outs):
             raise TinymcuError(f"op {i} ({kind}) has {len(outs)} outputs, expected "
                                f"{len(results)}")
-        for t, out, value in zip(outs, outputs, results):
+        for t_out, out, value in zip(outs, outputs, results):
             value = np.asarray(value)
             if value.shape != out.shape:
                 raise TinymcuError(f"op {i} ({kind}) folds to shape {value.shape}, but tensor "
-                                   f"{t} {_quote(out.name)} is declared {out.shape}")
+                                   f"{t_out} {_quote(out.name)} is declared {out.shape}")
             if out.is_const:
-                raise TinymcuError(f"op {i} ({kind}) writes tensor {t}, which is a constant")
+                raise TinymcuError(f"op {i} ({kind}) writes tensor {t_out}, which is a "
+                                   "constant")
             out.data = value.astype(out.dtype)
         return True
 
@@ -433,11 +436,20 @@ def _check_quant(where: str, quant: Quant | None, dtype: str, is_const: bool) ->
                            f"scale ({bad:g}); expected {'0 or ' if is_const else ''}"
                            f"{lo:g}..{hi:g}")
     limits = {**_ZERO_POINT_RANGE, "int32": (-(2**31), 2**31 - 1)}.get(dtype)
+    if limits is None:
+        return
     zp = quant.zero_point
-    out = (zp < limits[0]) | (zp > limits[1]) if limits else np.zeros(0, bool)
+    out = (zp < limits[0]) | (zp > limits[1])
     if np.any(out):
         raise TinymcuError(f"{where} has a zero point outside the {dtype} range "
                            f"({int(zp[out][0])}, expected {limits[0]}..{limits[1]})")
+
+
+def _const(t: Tensor) -> np.ndarray:
+    """A folded op's input values (the caller folds only ops whose inputs are constant)."""
+    if t.data is None:
+        raise ValueError(f"input {t.name!r} is not a constant")
+    return t.data
 
 
 def _fold_shape(ts: list[Tensor], outs: list[Tensor], opts: Table | None) -> list | None:
@@ -448,14 +460,14 @@ def _fold_shape(ts: list[Tensor], outs: list[Tensor], opts: Table | None) -> lis
 
 def _fold_pack(ts: list[Tensor], outs: list[Tensor], opts: Table | None) -> list | None:
     axis = int(opts.scalar(1, "int32")) if opts else 0
-    return [np.stack([t.data for t in ts], axis=axis)]
+    return [np.stack([_const(t) for t in ts], axis=axis)]
 
 
 def _fold_strided_slice(ts: list[Tensor], outs: list[Tensor],
                         opts: Table | None) -> list | None:
     if len(ts) != 4:
         raise ValueError(f"expected 4 inputs, got {len(ts)}")
-    x, begin, end, strides = (t.data for t in ts)
+    x, begin, end, strides = (_const(t) for t in ts)
     begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_mask = (
         int(opts.scalar(s, "int32")) if opts else 0 for s in range(5))
     offset = bool(opts.scalar(5, "bool", False)) if opts else False
@@ -479,21 +491,21 @@ def _fold_strided_slice(ts: list[Tensor], outs: list[Tensor],
 
 
 def _fold_concat(ts: list[Tensor], outs: list[Tensor], opts: Table | None) -> list | None:
-    return [np.concatenate([t.data for t in ts], axis=int(opts.scalar(0, "int32")) if opts
+    return [np.concatenate([_const(t) for t in ts], axis=int(opts.scalar(0, "int32")) if opts
                            else 0)]
 
 
 def _fold_reshape(ts: list[Tensor], outs: list[Tensor], opts: Table | None) -> list | None:
-    return [ts[0].data.reshape(outs[0].shape)]
+    return [_const(ts[0]).reshape(outs[0].shape)]
 
 
 def _fold_transpose(ts: list[Tensor], outs: list[Tensor], opts: Table | None) -> list | None:
     if len(ts) != 2:
         raise ValueError(f"expected 2 inputs, got {len(ts)}")
-    perm = [int(p) for p in ts[1].data.ravel()]
-    if sorted(perm) != list(range(ts[0].data.ndim)):
+    perm = [int(p) for p in _const(ts[1]).ravel()]
+    if sorted(perm) != list(range(_const(ts[0]).ndim)):
         raise ValueError(f"perm {perm} is not a permutation")
-    return [np.transpose(ts[0].data, perm)]
+    return [np.transpose(_const(ts[0]), perm)]
 
 
 def _fold_int_arith(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable:
@@ -501,7 +513,7 @@ def _fold_int_arith(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Calla
         if len(ts) != 2 or any(t.dtype not in ("int32", "int64") or t.quant for t in ts):
             return None  # quantized arithmetic on constants: keep it as an op
         with np.errstate(over="ignore"):
-            return [fn(ts[0].data, ts[1].data)]
+            return [fn(_const(ts[0]), _const(ts[1]))]
     return fold
 
 
@@ -564,9 +576,10 @@ def _check_dataflow(graph: Graph, file_index: list[int]) -> None:
     for t in graph.outputs:
         if t not in written and not graph.tensors[t].is_const:
             raise TinymcuError(f"graph output tensor {t} is never written")
-    for t in graph.activations():
-        if t.size == 0:
-            raise TinymcuError(f"tensor {t.index} {_quote(t.name)} has an empty shape {t.shape}")
+    for act in graph.activations():
+        if act.size == 0:
+            raise TinymcuError(f"tensor {act.index} {_quote(act.name)} has an empty shape "
+                               f"{act.shape}")
 
 
 def _int16_core(graph: Graph) -> bool:
@@ -624,8 +637,8 @@ def _check_int8(graph: Graph, file_index: list[int]) -> None:
         for i in (*op.inputs, *op.outputs):
             if i in own:
                 continue  # the op's decode checked this type (int16 cell state, ...)
-            t = graph.tensors[i] if i >= 0 else None
-            if t is not None and not t.is_const and t.dtype not in allowed:
+            ten = graph.tensors[i] if i >= 0 else None
+            if ten is not None and not ten.is_const and ten.dtype not in allowed:
                 raise TinymcuError(f"op {file_index[op.index]} ({op.kind}) computes in "
-                                   f"{t.dtype} (tensor {i} {_quote(t.name)}); tinymcu needs "
+                                   f"{ten.dtype} (tensor {i} {_quote(ten.name)}); tinymcu needs "
                                    "an int8-quantized model")
