@@ -271,3 +271,55 @@ def test_dsp_path_is_chosen_at_compile_time(tmp_path: Path) -> None:
         asm = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
                              text=True, check=True).stdout
         assert ("smlad" in asm) is dsp, cpu
+
+
+# -- the specialised fast paths (fast_rq ops): each case is chosen to take one of them -------
+
+#: (case, what it exercises). Depthwise VALID windows never leave the box, so multiplier 1
+#: with the whole int8 clamp (activation NONE) runs tm_dw_group4_inside: the unrolled 9-tap
+#: body for 3x3 (strides 1 and 2), the tap loop for 5x5; a channel count that is not a
+#: multiple of 4 adds the per-channel tail. Convs and FC run tm_gemm2_fast with the SSAT clamp
+#: (NONE) and the [lo, hi] clamp (RELU6), odd row counts (the plain last row) and odd pixel
+#: counts (the single-column tail).
+FAST_CASES = [
+    (Case("DEPTHWISE_CONV_2D", 9, 7, 8, 8, 3, 3, (1, 1), (1, 1), "VALID", (0, 0, 0, 0),
+          -128, 127, "NONE", "speed", 0), "dw 3x3 s1 inside"),
+    (Case("DEPTHWISE_CONV_2D", 9, 9, 10, 10, 3, 3, (2, 2), (1, 1), "VALID", (0, 0, 0, 0),
+          127, -128, "NONE", "speed", 0), "dw 3x3 s2 inside + tail"),
+    (Case("DEPTHWISE_CONV_2D", 8, 7, 4, 4, 5, 5, (1, 2), (1, 1), "VALID", (0, 0, 0, 0),
+          3, -7, "NONE", "speed", 0), "dw 5x5 tap loop inside"),
+    (Case("DEPTHWISE_CONV_2D", 7, 7, 8, 8, 3, 3, (1, 1), (1, 1), "SAME", (0, 0, 0, 0),
+          -128, -128, "NONE", "speed", 0), "dw 3x3 SAME (padded plane)"),
+    (Case("CONV_2D", 5, 3, 9, 7, 1, 1, (1, 1), (1, 1), "VALID", (0, 0, 0, 0),
+          -128, 127, "NONE", "speed", 0), "1x1 GEMM, ssat clamp, odd rows and pixels"),
+    (Case("CONV_2D", 5, 5, 6, 5, 3, 3, (2, 1), (1, 1), "SAME", (0, 0, 0, 0),
+          127, -128, "RELU6", "speed", 0), "im2col GEMM, [lo, hi] clamp"),
+    (Case("FULLY_CONNECTED", 1, 1, 37, 11, 1, 1, (1, 1), (1, 1), "VALID", (0, 0, 0, 0),
+          -128, 0, "NONE", "speed", 0), "FC one row: 4-row, 2-row and last-row steps"),
+    (Case("FULLY_CONNECTED", 2, 1, 20, 6, 1, 1, (1, 1), (1, 1), "VALID", (0, 0, 0, 0),
+          5, 2, "RELU", "speed", 0), "FC two rows, [lo, hi] clamp"),
+]
+
+
+def _fast_case(c: Case, tmp: Path) -> Case:
+    """The case with the first seed whose op the generator proves bounded (`fast_rq = 1`):
+    the specialised paths only run for such ops, so the test must not drift off them."""
+    for seed in range(50):
+        cand = Case(**{**c.__dict__, "seed": seed})
+        graph = graph_of(cand)
+        generate(graph, plan(graph, layer_schedule(graph)), tmp / f"probe{seed}")
+        if ".fast_rq = 1" in (tmp / f"probe{seed}" / "model.c").read_text():
+            return cand
+    raise AssertionError(f"no seed gives a fast_rq op for {c}")
+
+
+@pytest.mark.parametrize(("c", "what"), FAST_CASES, ids=[w for _, w in FAST_CASES])
+def test_fast_paths_portable_equal_reference(c: Case, what: str, tmp_path: Path) -> None:
+    _host(_fast_case(c, tmp_path), tmp_path / "m")
+
+
+@pytest.mark.slow
+@needs_arm
+@pytest.mark.parametrize(("c", "what"), FAST_CASES, ids=[w for _, w in FAST_CASES])
+def test_fast_paths_on_cortex_m4_equal_reference(c: Case, what: str, tmp_path: Path) -> None:
+    _qemu(_fast_case(c, tmp_path), "qemu-mps2-an386", tmp_path)
