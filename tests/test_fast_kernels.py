@@ -24,15 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from patch_graphs import _quant
 from test_codegen import CC, SANITIZE, build, run_c
+from test_fusion import bottleneck_stack
 
 from tinymcu.mcu_runtime.codegen import generate
 from tinymcu.mcu_runtime.emulator import emulate
 from tinymcu.mcu_runtime.ir import Graph, Op, Tensor
 from tinymcu.mcu_runtime.ops.conv import set_optimize
+from tinymcu.mcu_runtime.passes import FUSED_KIND, fold_pads, fuse_expand_depthwise
 from tinymcu.mcu_runtime.planner import plan
 from tinymcu.mcu_runtime.schedule import layer_schedule
 
@@ -205,23 +207,28 @@ QEMU_INPUTS = 40
 
 
 def _qemu(c: Case, board: str, out: Path) -> None:
+    graph = graph_of(c)
+    _qemu_graph(graph, _inputs(c, QEMU_INPUTS), board, out, str(c))
+
+
+def _qemu_graph(graph: Graph, xs: list[np.ndarray], board: str, out: Path, what: str) -> None:
+    """The graph's layer schedule built for `board` and run under QEMU on every input."""
     from tinymcu.firmware_templates.build import build_firmware
     from tinymcu.firmware_templates.qemu import run_qemu
     from tinymcu.firmware_templates.targets import get_target
     from tinymcu.firmware_templates.validate import parse_batch
 
-    graph = graph_of(c)
     p = plan(graph, layer_schedule(graph))
-    xs = _inputs(c, QEMU_INPUTS)
     generate(graph, p, out / "model")
     rows = np.stack([x.reshape(-1) for x in xs])
     fw = build_firmware(out / "model", board, out / "fw", batch=rows)
     target = get_target(board)
     assert target.qemu_machine is not None
     text = run_qemu(fw.elf, machine=target.qemu_machine, serial=target.qemu_serial)
-    ys, _, _ = parse_batch(text, len(xs), int(np.prod(graph.tensors[3].shape)))
+    size = int(np.prod(graph.tensors[graph.outputs[0]].shape))
+    ys, _, _ = parse_batch(text, len(xs), size)
     for k, (y, want) in enumerate(zip(ys, _expected(graph, p, xs), strict=True)):
-        np.testing.assert_array_equal(y, want.reshape(-1), err_msg=f"{c} input {k}")
+        np.testing.assert_array_equal(y, want.reshape(-1), err_msg=f"{what} input {k}")
 
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None
@@ -323,3 +330,44 @@ def test_fast_paths_portable_equal_reference(c: Case, what: str, tmp_path: Path)
 @pytest.mark.parametrize(("c", "what"), FAST_CASES, ids=[w for _, w in FAST_CASES])
 def test_fast_paths_on_cortex_m4_equal_reference(c: Case, what: str, tmp_path: Path) -> None:
     _qemu(_fast_case(c, tmp_path), "qemu-mps2-an386", tmp_path)
+
+
+# -- the fused expand + depthwise (EXPAND_DEPTHWISE) kernel: pixel pairs, one-channel planes ---
+
+
+def _fused_bottlenecks(seed: int) -> Graph:
+    """Random inverted bottlenecks (odd sizes, channel counts that are not multiples of 4,
+    stride 2, 3x3 and 5x5 SAME/VALID) with every fusable pair fused."""
+    g = fuse_expand_depthwise(fold_pads(bottleneck_stack(np.random.default_rng(seed))))
+    assume(any(op.kind == FUSED_KIND for op in g.ops))
+    return g
+
+
+def _graph_inputs(graph: Graph, seed: int, n: int) -> list[np.ndarray]:
+    shape = graph.tensors[graph.inputs[0]].shape
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-128, 128, shape).astype(np.int8) for _ in range(n)]
+
+
+@HOST
+@given(seed=st.integers(0, 2**32 - 1))
+def test_fused_expand_depthwise_portable_equals_reference(seed: int, tmp_path: Path) -> None:
+    graph = _fused_bottlenecks(seed)
+    p = plan(graph, layer_schedule(graph))
+    xs = _graph_inputs(graph, seed, 6)
+    generate(graph, p, tmp_path / "m")
+    got = run_c(build(tmp_path / "m"), xs, graph.tensors[graph.outputs[0]].shape)
+    for k, (y, want) in enumerate(zip(got, _expected(graph, p, xs), strict=True)):
+        np.testing.assert_array_equal(y, want, err_msg=f"seed {seed} input {k}")
+
+
+@pytest.mark.slow
+@needs_arm
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_fused_expand_depthwise_on_cortex_m4_equals_reference(seed: int,
+                                                              tmp_path: Path) -> None:
+    graph = _fused_bottlenecks(seed)
+    _qemu_graph(graph, _graph_inputs(graph, seed, 8), "qemu-mps2-an386", tmp_path,
+                f"seed {seed}")

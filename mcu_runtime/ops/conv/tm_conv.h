@@ -111,6 +111,7 @@ TM_INLINE void tm_dot2x2(const int8_t *c0, const int8_t *c1, const int8_t *w, in
               [b] "=&r"(b), [ae] "=&r"(ae), [be] "=&r"(be), [x] "=&r"(x), [xe] "=&r"(xe)
             :
             : "cc", "memory");
+        g = 0; /* the loop ran every group: the C loop below is dead code here */
     }
 #elif TM_DSP
     for (; g > 0; --g, c0 += 4, c1 += 4, w += 8) {
@@ -212,6 +213,7 @@ TM_INLINE void tm_dot1x4(const int8_t *c0, const int8_t *w, const int8_t *v, int
               [x] "=&r"(x), [xe] "=&r"(xe)
             :
             : "cc", "memory");
+        g = 0;
     }
 #elif TM_DSP
     for (; g > 0; --g, c0 += 4, w += 8, v += 8) {

@@ -289,27 +289,44 @@ static inline void tm_dw_group4_inside(const tm_conv_params *p, tm_box in, int32
 }
 #endif
 
-/* Output channel oc of a dense multiplier-1 depthwise from channel ic (the channel tail). */
+/* Output channel oc of a dense multiplier-1 depthwise from channel ic (the channel tail, and
+ * the fused expand + depthwise's one-channel planes). Every parameter is read into a local
+ * first: the int8 output stores may alias anything, and re-reading the parameter struct
+ * after each store cost more than the taps. */
 static inline void tm_dw_group1(const tm_conv_params *p, tm_box in, int32_t ic, tm_box out,
                                 int32_t oc, int32_t pad_top, int32_t pad_left) {
-    const int32_t fc = out.c;
+    const int32_t fc = out.c, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, dh = p->dh;
+    const int32_t dw = p->dw, zp = p->in_zp, fast = p->fast_rq;
+    const int32_t bias = p->bias ? p->bias[oc] : 0, xstep = dw * in.pix;
+    const int32_t ystep = dh * in.row, wstep = kw * fc;
+    const int8_t *fw = p->filter + oc;
+    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
     int32_t oy, ox, ky, kx, ky0, ky1, kx0, kx1;
     for (oy = 0; oy < out.h; ++oy) {
-        const int32_t iy0 = oy * p->sh - pad_top;
-        tm_tap_range(iy0, p->kh, p->dh, in.h, &ky0, &ky1);
-        for (ox = 0; ox < out.w; ++ox) {
-            const int32_t ix0 = ox * p->sw - pad_left;
-            int32_t acc = p->bias ? p->bias[oc] : 0;
-            tm_tap_range(ix0, p->kw, p->dw, in.w, &kx0, &kx1);
-            for (ky = ky0; ky < ky1; ++ky) {
-                const int8_t *row = tm_at(in, iy0 + ky * p->dh, 0) + ic;
-                for (kx = kx0; kx < kx1; ++kx) {
-                    acc += (row[(ix0 + kx * p->dw) * in.pix] - p->in_zp) *
-                           p->filter[(ky * p->kw + kx) * fc + oc];
+        const int32_t iy0 = oy * sh - pad_top;
+        int8_t *dst = tm_at(out, oy, 0) + oc;
+        tm_tap_range(iy0, kh, dh, in.h, &ky0, &ky1);
+        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
+            const int32_t ix0 = ox * sw - pad_left;
+            int32_t acc = bias;
+            tm_tap_range(ix0, kw, dw, in.w, &kx0, &kx1);
+            if (kx1 - kx0 == 1 && ky1 > ky0) { /* one valid column (kw 1: audio models) */
+                const int8_t *x = tm_at(in, iy0 + ky0 * dh, ix0 + kx0 * dw) + ic;
+                const int8_t *w = fw + (ky0 * kw + kx0) * fc;
+                for (ky = ky0; ky < ky1; ++ky, x += ystep, w += wstep) {
+                    acc += (*x - zp) * *w;
+                }
+            } else {
+                for (ky = ky0; ky < ky1; ++ky) { /* the valid taps, walked by pointer */
+                    const int8_t *x = tm_at(in, iy0 + ky * dh, ix0 + kx0 * dw) + ic;
+                    const int8_t *w = fw + (ky * kw + kx0) * fc;
+                    for (kx = kx0; kx < kx1; ++kx, x += xstep, w += fc) {
+                        acc += (*x - zp) * *w;
+                    }
                 }
             }
-            tm_at(out, oy, ox)[oc] = tm_requant_out(acc, p->mult[oc], p->shift[oc], p->out_zp,
-                                                    p->act_min, p->act_max);
+            *dst = fast ? tm_rq_out_fast(r, cl, acc) : tm_rq_out(r, cl, acc);
         }
     }
 }
