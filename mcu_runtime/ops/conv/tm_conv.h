@@ -312,13 +312,19 @@ TM_INLINE void tm_gemm2_fast(const int8_t *col0, const int8_t *col1, const int8_
     int32_t o = 0;
     if (col1) {
         for (; o + 2 <= n; o += 2, w += 2 * k) {
-            int32_t acc[4];
-            const int32_t m0 = mu[o], m1 = mu[o + 1], r0 = -sh[o], r1 = -sh[o + 1];
-            const int32_t h0 = 1 << (r0 - 1), h1 = 1 << (r1 - 1);
+            int32_t acc[4], m0, m1, r0, r1, h0, h1;
             int8_t y0, y1, y2, y3;
             acc[0] = acc[2] = kb[o];
             acc[1] = acc[3] = kb[o + 1];
             tm_dot2x2(col0, col1, w, k, acc);
+            /* read after the dot product (the asm's memory clobber keeps them there), so
+             * they are not held, or spilled, across its loop */
+            m0 = mu[o];
+            m1 = mu[o + 1];
+            r0 = -sh[o];
+            r1 = -sh[o + 1];
+            h0 = 1 << (r0 - 1);
+            h1 = 1 << (r1 - 1);
             y0 = tm_sat8(tm_rqf(acc[0], m0, r0, h0, zp), lo, hi, full);
             y1 = tm_sat8(tm_rqf(acc[1], m1, r1, h1, zp), lo, hi, full);
             y2 = tm_sat8(tm_rqf(acc[2], m0, r0, h0, zp), lo, hi, full);
