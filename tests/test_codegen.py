@@ -143,7 +143,7 @@ SHARED = {
     "ad01_int8": [("layer", False)],
     "hello_world_int8": [("layer", False)],
     "micro_speech_quantized": [("layer", False)],
-    "str_ww_ref_model": [("layer", False)],
+    "str_ww_ref_model": [("layer", False), ("layer", True)],
 }
 SLOW = {"vww_96_int8", "person_detect", "pretrainedResnet_quant"}
 

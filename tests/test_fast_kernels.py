@@ -24,15 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from patch_graphs import _quant
 from test_codegen import CC, SANITIZE, build, run_c
+from test_fusion import bottleneck_stack
 
 from tinymcu.mcu_runtime.codegen import generate
 from tinymcu.mcu_runtime.emulator import emulate
 from tinymcu.mcu_runtime.ir import Graph, Op, Tensor
 from tinymcu.mcu_runtime.ops.conv import set_optimize
+from tinymcu.mcu_runtime.passes import FUSED_KIND, fold_pads, fuse_expand_depthwise
 from tinymcu.mcu_runtime.planner import plan
 from tinymcu.mcu_runtime.schedule import layer_schedule
 
@@ -205,23 +207,28 @@ QEMU_INPUTS = 40
 
 
 def _qemu(c: Case, board: str, out: Path) -> None:
+    graph = graph_of(c)
+    _qemu_graph(graph, _inputs(c, QEMU_INPUTS), board, out, str(c))
+
+
+def _qemu_graph(graph: Graph, xs: list[np.ndarray], board: str, out: Path, what: str) -> None:
+    """The graph's layer schedule built for `board` and run under QEMU on every input."""
     from tinymcu.firmware_templates.build import build_firmware
     from tinymcu.firmware_templates.qemu import run_qemu
     from tinymcu.firmware_templates.targets import get_target
     from tinymcu.firmware_templates.validate import parse_batch
 
-    graph = graph_of(c)
     p = plan(graph, layer_schedule(graph))
-    xs = _inputs(c, QEMU_INPUTS)
     generate(graph, p, out / "model")
     rows = np.stack([x.reshape(-1) for x in xs])
     fw = build_firmware(out / "model", board, out / "fw", batch=rows)
     target = get_target(board)
     assert target.qemu_machine is not None
     text = run_qemu(fw.elf, machine=target.qemu_machine, serial=target.qemu_serial)
-    ys, _, _ = parse_batch(text, len(xs), int(np.prod(graph.tensors[3].shape)))
+    size = int(np.prod(graph.tensors[graph.outputs[0]].shape))
+    ys, _, _ = parse_batch(text, len(xs), size)
     for k, (y, want) in enumerate(zip(ys, _expected(graph, p, xs), strict=True)):
-        np.testing.assert_array_equal(y, want.reshape(-1), err_msg=f"{c} input {k}")
+        np.testing.assert_array_equal(y, want.reshape(-1), err_msg=f"{what} input {k}")
 
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None
@@ -271,3 +278,96 @@ def test_dsp_path_is_chosen_at_compile_time(tmp_path: Path) -> None:
         asm = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
                              text=True, check=True).stdout
         assert ("smlad" in asm) is dsp, cpu
+
+
+# -- the specialised fast paths (fast_rq ops): each case is chosen to take one of them -------
+
+#: (case, what it exercises). Depthwise VALID windows never leave the box, so multiplier 1
+#: with the whole int8 clamp (activation NONE) runs tm_dw_group4_inside: the unrolled 9-tap
+#: body for 3x3 (strides 1 and 2), the tap loop for 5x5; a channel count that is not a
+#: multiple of 4 adds the per-channel tail. Convs and FC run tm_gemm2_fast with the SSAT clamp
+#: (NONE) and the [lo, hi] clamp (RELU6), odd row counts (the plain last row) and odd pixel
+#: counts (the single-column tail).
+FAST_CASES = [
+    (Case("DEPTHWISE_CONV_2D", 9, 7, 8, 8, 3, 3, (1, 1), (1, 1), "VALID", (0, 0, 0, 0),
+          -128, 127, "NONE", "speed", 0), "dw 3x3 s1 inside"),
+    (Case("DEPTHWISE_CONV_2D", 9, 9, 10, 10, 3, 3, (2, 2), (1, 1), "VALID", (0, 0, 0, 0),
+          127, -128, "NONE", "speed", 0), "dw 3x3 s2 inside + tail"),
+    (Case("DEPTHWISE_CONV_2D", 8, 7, 4, 4, 5, 5, (1, 2), (1, 1), "VALID", (0, 0, 0, 0),
+          3, -7, "NONE", "speed", 0), "dw 5x5 tap loop inside"),
+    (Case("DEPTHWISE_CONV_2D", 7, 7, 8, 8, 3, 3, (1, 1), (1, 1), "SAME", (0, 0, 0, 0),
+          -128, -128, "NONE", "speed", 0), "dw 3x3 SAME (padded plane)"),
+    (Case("CONV_2D", 5, 3, 9, 7, 1, 1, (1, 1), (1, 1), "VALID", (0, 0, 0, 0),
+          -128, 127, "NONE", "speed", 0), "1x1 GEMM, ssat clamp, odd rows and pixels"),
+    (Case("CONV_2D", 5, 5, 6, 5, 3, 3, (2, 1), (1, 1), "SAME", (0, 0, 0, 0),
+          127, -128, "RELU6", "speed", 0), "im2col GEMM, [lo, hi] clamp"),
+    (Case("FULLY_CONNECTED", 1, 1, 37, 11, 1, 1, (1, 1), (1, 1), "VALID", (0, 0, 0, 0),
+          -128, 0, "NONE", "speed", 0), "FC one row: 4-row, 2-row and last-row steps"),
+    (Case("FULLY_CONNECTED", 2, 1, 20, 6, 1, 1, (1, 1), (1, 1), "VALID", (0, 0, 0, 0),
+          5, 2, "RELU", "speed", 0), "FC two rows, [lo, hi] clamp"),
+]
+
+
+def _fast_case(c: Case, tmp: Path) -> Case:
+    """The case with the first seed whose op the generator proves bounded (`fast_rq = 1`):
+    the specialised paths only run for such ops, so the test must not drift off them."""
+    for seed in range(50):
+        cand = Case(**{**c.__dict__, "seed": seed})
+        graph = graph_of(cand)
+        generate(graph, plan(graph, layer_schedule(graph)), tmp / f"probe{seed}")
+        if ".fast_rq = 1" in (tmp / f"probe{seed}" / "model.c").read_text():
+            return cand
+    raise AssertionError(f"no seed gives a fast_rq op for {c}")
+
+
+@pytest.mark.parametrize(("c", "what"), FAST_CASES, ids=[w for _, w in FAST_CASES])
+def test_fast_paths_portable_equal_reference(c: Case, what: str, tmp_path: Path) -> None:
+    _host(_fast_case(c, tmp_path), tmp_path / "m")
+
+
+@pytest.mark.slow
+@needs_arm
+@pytest.mark.parametrize(("c", "what"), FAST_CASES, ids=[w for _, w in FAST_CASES])
+def test_fast_paths_on_cortex_m4_equal_reference(c: Case, what: str, tmp_path: Path) -> None:
+    _qemu(_fast_case(c, tmp_path), "qemu-mps2-an386", tmp_path)
+
+
+# -- the fused expand + depthwise (EXPAND_DEPTHWISE) kernel: pixel pairs, one-channel planes ---
+
+
+def _fused_bottlenecks(seed: int) -> Graph:
+    """Random inverted bottlenecks (odd sizes, channel counts that are not multiples of 4,
+    stride 2, 3x3 and 5x5 SAME/VALID) with every fusable pair fused."""
+    g = fuse_expand_depthwise(fold_pads(bottleneck_stack(np.random.default_rng(seed))))
+    assume(any(op.kind == FUSED_KIND for op in g.ops))
+    return g
+
+
+def _graph_inputs(graph: Graph, seed: int, n: int) -> list[np.ndarray]:
+    shape = graph.tensors[graph.inputs[0]].shape
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-128, 128, shape).astype(np.int8) for _ in range(n)]
+
+
+@HOST
+@given(seed=st.integers(0, 2**32 - 1))
+def test_fused_expand_depthwise_portable_equals_reference(seed: int, tmp_path: Path) -> None:
+    graph = _fused_bottlenecks(seed)
+    p = plan(graph, layer_schedule(graph))
+    xs = _graph_inputs(graph, seed, 6)
+    generate(graph, p, tmp_path / "m")
+    got = run_c(build(tmp_path / "m"), xs, graph.tensors[graph.outputs[0]].shape)
+    for k, (y, want) in enumerate(zip(got, _expected(graph, p, xs), strict=True)):
+        np.testing.assert_array_equal(y, want, err_msg=f"seed {seed} input {k}")
+
+
+@pytest.mark.slow
+@needs_arm
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_fused_expand_depthwise_on_cortex_m4_equals_reference(seed: int,
+                                                              tmp_path: Path) -> None:
+    graph = _fused_bottlenecks(seed)
+    _qemu_graph(graph, _graph_inputs(graph, seed, 8), "qemu-mps2-an386", tmp_path,
+                f"seed {seed}")

@@ -15,6 +15,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Host builds with GCC (x86-64, AArch64): the portable GEMM loops (4 taps x 2 rows per
+ * step, written out) vectorize only with the dynamic cost model; GCC's -O2 default
+ * ("very cheap") refuses any loop that needs an epilogue. Set for the whole generated
+ * translation unit, so every function keeps the same options and inlines as before. */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__aarch64__))
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
+
 #if defined(__GNUC__) || defined(__clang__) || defined(__CC_ARM) || defined(__ICCARM__)
 #define TM_ALIGNED(n) __attribute__((aligned(n)))
 #else

@@ -21,6 +21,13 @@
 
 #include "tm_common.h"
 
+/* GCC propagates a model's constant row count (e.g. 1) into the row-pair loops that never
+ * run for it and then warns about reads past the per-channel arrays (-Warray-bounds, a
+ * false positive at -O2); keep -Werror usable on generated code. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#endif
+
 typedef struct {
     const int8_t *filter;   /* CONV_2D: OHWI; depthwise: 1HW(C*M) */
     const int32_t *bias;    /* NULL when the op has none */
@@ -104,6 +111,7 @@ TM_INLINE void tm_dot2x2(const int8_t *c0, const int8_t *c1, const int8_t *w, in
               [b] "=&r"(b), [ae] "=&r"(ae), [be] "=&r"(be), [x] "=&r"(x), [xe] "=&r"(xe)
             :
             : "cc", "memory");
+        g = 0; /* the loop ran every group: the C loop below is dead code here */
     }
 #elif TM_DSP
     for (; g > 0; --g, c0 += 4, c1 += 4, w += 8) {
@@ -119,13 +127,11 @@ TM_INLINE void tm_dot2x2(const int8_t *c0, const int8_t *c1, const int8_t *w, in
         s11 = __smlad(bo, yo, __smlad(be, ye, s11));
     }
 #endif
-    for (; g > 0; --g, c0 += 4, c1 += 4, w += 8) {
-        for (t = 0; t < 4; ++t) {
-            s00 += c0[t] * w[t];
-            s01 += c0[t] * w[4 + t];
-            s10 += c1[t] * w[t];
-            s11 += c1[t] * w[4 + t];
-        }
+    for (; g > 0; --g, c0 += 4, c1 += 4, w += 8) { /* written out: gcc vectorizes it */
+        s00 += c0[0] * w[0] + c0[1] * w[1] + c0[2] * w[2] + c0[3] * w[3];
+        s01 += c0[0] * w[4] + c0[1] * w[5] + c0[2] * w[6] + c0[3] * w[7];
+        s10 += c1[0] * w[0] + c1[1] * w[1] + c1[2] * w[2] + c1[3] * w[3];
+        s11 += c1[0] * w[4] + c1[1] * w[5] + c1[2] * w[6] + c1[3] * w[7];
     }
     k &= 3;
     for (t = 0; t < k; ++t) {
@@ -155,10 +161,8 @@ TM_INLINE void tm_dot1x2(const int8_t *c0, const int8_t *w, int32_t k, int32_t *
     }
 #endif
     for (; g > 0; --g, c0 += 4, w += 8) {
-        for (t = 0; t < 4; ++t) {
-            s0 += c0[t] * w[t];
-            s1 += c0[t] * w[4 + t];
-        }
+        s0 += c0[0] * w[0] + c0[1] * w[1] + c0[2] * w[2] + c0[3] * w[3];
+        s1 += c0[0] * w[4] + c0[1] * w[5] + c0[2] * w[6] + c0[3] * w[7];
     }
     k &= 3;
     for (t = 0; t < k; ++t) {
@@ -209,6 +213,7 @@ TM_INLINE void tm_dot1x4(const int8_t *c0, const int8_t *w, const int8_t *v, int
               [x] "=&r"(x), [xe] "=&r"(xe)
             :
             : "cc", "memory");
+        g = 0;
     }
 #elif TM_DSP
     for (; g > 0; --g, c0 += 4, w += 8, v += 8) {
@@ -225,12 +230,10 @@ TM_INLINE void tm_dot1x4(const int8_t *c0, const int8_t *w, const int8_t *v, int
     }
 #endif
     for (; g > 0; --g, c0 += 4, w += 8, v += 8) {
-        for (t = 0; t < 4; ++t) {
-            s0 += c0[t] * w[t];
-            s1 += c0[t] * w[4 + t];
-            s2 += c0[t] * v[t];
-            s3 += c0[t] * v[4 + t];
-        }
+        s0 += c0[0] * w[0] + c0[1] * w[1] + c0[2] * w[2] + c0[3] * w[3];
+        s1 += c0[0] * w[4] + c0[1] * w[5] + c0[2] * w[6] + c0[3] * w[7];
+        s2 += c0[0] * v[0] + c0[1] * v[1] + c0[2] * v[2] + c0[3] * v[3];
+        s3 += c0[0] * v[4] + c0[1] * v[5] + c0[2] * v[6] + c0[3] * v[7];
     }
     k &= 3;
     for (t = 0; t < k; ++t) {
@@ -269,6 +272,113 @@ typedef struct {
 /* The requantization of one GEMM output (the short form when the op was proved bounded). */
 #define TM_GEMM_OUT(fast, r, cl, acc) ((fast) ? tm_rq_out_fast(r, cl, acc) : tm_rq_out(r, cl, acc))
 
+/* The requantization of a `fast_rq` output, plus the output zero point (tm_rq_out_fast's
+ * arithmetic with the channel's right shift r >= 1 and its rounding half 2^(r-1) passed in,
+ * so a row's constants are derived once for the 2 or 4 outputs that share them). No clamp:
+ * the bound on the accumulator keeps the sum far inside int32. */
+TM_INLINE int32_t tm_rqf(int32_t acc, int32_t m, int32_t right, int32_t half, int32_t zp) {
+    int32_t hi;
+#if TM_DSP
+    __asm__("smmulr %0, %1, %2" : "=r"(hi) : "r"(acc * 2), "r"(m));
+#else
+    hi = (int32_t)(((int64_t)acc * 2 * m + ((int64_t)1 << 31)) >> 32);
+#endif
+    return ((hi + half - (int32_t)((uint32_t)hi >> 31)) >> right) + zp;
+}
+
+/* The activation clamp of a requantized value: `full` (a constant at every call) is the
+ * whole int8 range, one SSAT with the DSP extension; else [lo, hi]. */
+TM_INLINE int8_t tm_sat8(int32_t v, int32_t lo, int32_t hi, int32_t full) {
+    if (full) {
+#if TM_DSP
+        return (int8_t)__ssat(v, 8);
+#else
+        lo = -128;
+        hi = 127;
+#endif
+    }
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* tm_gemm2 for an op proved bounded (`fast_rq`: every shift <= -1, |acc| < 2^29), with its
+ * clamp `full` fixed at compile time: per output only the short requantization and one
+ * saturation, and no test in the row loops. Everything it reads lives in locals, so the
+ * int8 stores (which may alias anything) force no reloads. */
+TM_INLINE void tm_gemm2_fast(const int8_t *col0, const int8_t *col1, const int8_t *w,
+                             int32_t k, int32_t n, const tm_gemm_q *q, int8_t *dst0,
+                             int8_t *dst1, int32_t full) {
+    const int32_t *kb = q->kbias, *mu = q->mult, *sh = q->shift;
+    const int32_t zp = q->out_zp, lo = q->act_min, hi = q->act_max;
+    int32_t o = 0;
+    if (col1) {
+        for (; o + 2 <= n; o += 2, w += 2 * k) {
+            int32_t acc[4], m0, m1, r0, r1, h0, h1;
+            int8_t y0, y1, y2, y3;
+            acc[0] = acc[2] = kb[o];
+            acc[1] = acc[3] = kb[o + 1];
+            tm_dot2x2(col0, col1, w, k, acc);
+            /* read after the dot product (the asm's memory clobber keeps them there), so
+             * they are not held, or spilled, across its loop */
+            m0 = mu[o];
+            m1 = mu[o + 1];
+            r0 = -sh[o];
+            r1 = -sh[o + 1];
+            h0 = 1 << (r0 - 1);
+            h1 = 1 << (r1 - 1);
+            y0 = tm_sat8(tm_rqf(acc[0], m0, r0, h0, zp), lo, hi, full);
+            y1 = tm_sat8(tm_rqf(acc[1], m1, r1, h1, zp), lo, hi, full);
+            y2 = tm_sat8(tm_rqf(acc[2], m0, r0, h0, zp), lo, hi, full);
+            y3 = tm_sat8(tm_rqf(acc[3], m1, r1, h1, zp), lo, hi, full);
+            dst0[o] = y0;
+            dst0[o + 1] = y1;
+            dst1[o] = y2;
+            dst1[o + 1] = y3;
+        }
+    } else {
+        for (; o + 4 <= n; o += 4, w += 4 * k) {
+            int32_t acc[4];
+            int8_t y0, y1, y2, y3;
+            acc[0] = kb[o];
+            acc[1] = kb[o + 1];
+            acc[2] = kb[o + 2];
+            acc[3] = kb[o + 3];
+            tm_dot1x4(col0, w, w + 2 * k, k, acc);
+            y0 = tm_sat8(tm_rqf(acc[0], mu[o], -sh[o], 1 << (-sh[o] - 1), zp), lo, hi, full);
+            y1 = tm_sat8(tm_rqf(acc[1], mu[o + 1], -sh[o + 1], 1 << (-sh[o + 1] - 1), zp), lo,
+                         hi, full);
+            y2 = tm_sat8(tm_rqf(acc[2], mu[o + 2], -sh[o + 2], 1 << (-sh[o + 2] - 1), zp), lo,
+                         hi, full);
+            y3 = tm_sat8(tm_rqf(acc[3], mu[o + 3], -sh[o + 3], 1 << (-sh[o + 3] - 1), zp), lo,
+                         hi, full);
+            dst0[o] = y0;
+            dst0[o + 1] = y1;
+            dst0[o + 2] = y2;
+            dst0[o + 3] = y3;
+        }
+        for (; o + 2 <= n; o += 2, w += 2 * k) {
+            int32_t acc[2];
+            int8_t y0, y1;
+            acc[0] = kb[o];
+            acc[1] = kb[o + 1];
+            tm_dot1x2(col0, w, k, acc);
+            y0 = tm_sat8(tm_rqf(acc[0], mu[o], -sh[o], 1 << (-sh[o] - 1), zp), lo, hi, full);
+            y1 = tm_sat8(tm_rqf(acc[1], mu[o + 1], -sh[o + 1], 1 << (-sh[o + 1] - 1), zp), lo,
+                         hi, full);
+            dst0[o] = y0;
+            dst0[o + 1] = y1;
+        }
+    }
+    if (o < n) { /* the odd last row, stored plainly */
+        const int32_t r = -sh[o], h = 1 << (r - 1);
+        const int8_t y0 = tm_sat8(tm_rqf(tm_dot1(col0, w, k, kb[o]), mu[o], r, h, zp), lo, hi,
+                                  full);
+        if (col1) {
+            dst1[o] = tm_sat8(tm_rqf(tm_dot1(col1, w, k, kb[o]), mu[o], r, h, zp), lo, hi, full);
+        }
+        dst0[o] = y0;
+    }
+}
+
 /* Columns col0 and col1 (K values each; col1 NULL: one column) through all n rows of the
  * paired filter w: row o's int8 result goes to dst0[o] and dst1[o]. Everything read is
  * loaded before the int8 stores (which may alias anything). */
@@ -278,6 +388,14 @@ static inline void tm_gemm2(const int8_t *col0, const int8_t *col1, const int8_t
     const int32_t *kb = q->kbias, *mu = q->mult, *sh = q->shift; /* walk with the rows */
     const int32_t fast = q->fast;
     int32_t left = n, acc[4];
+    if (fast) {
+        if (q->act_min == -128 && q->act_max == 127) {
+            tm_gemm2_fast(col0, col1, w, k, n, q, dst0, dst1, 1);
+        } else {
+            tm_gemm2_fast(col0, col1, w, k, n, q, dst0, dst1, 0);
+        }
+        return;
+    }
     if (!col1) {
         for (; left >= 4; left -= 4, kb += 4, mu += 4, sh += 4, w += 4 * k, dst0 += 4) {
             const tm_rq r0 = tm_rq_of(mu[0], sh[0]), r1 = tm_rq_of(mu[1], sh[1]);

@@ -123,6 +123,33 @@ TM_INLINE void tm_dw_taps(const int8_t *x, const int32_t *tab, int32_t n, uint32
     *a2 = s2;
     *a3 = s3;
 }
+
+/* The same for exactly 9 taps (3x3), unrolled: 9 instructions per tap, no loop counter. */
+TM_INLINE void tm_dw_taps9(const int8_t *x, const int32_t *tab, uint32_t nzp, int32_t *a0,
+                           int32_t *a1, int32_t *a2, int32_t *a3) {
+    int32_t s0 = *a0, s1 = *a1, s2 = *a2, s3 = *a3;
+    uint32_t off, xv, we, wo, xe;
+    __asm__ volatile(
+        ".rept 9\n\t"
+        "ldr %[off], [%[tab]], #12\n\t"
+        "ldr %[xv], [%[x], %[off]]\n\t"
+        "ldrd %[we], %[wo], [%[tab], #-8]\n\t"
+        "sxtab16 %[xe], %[nzp], %[xv]\n\t"
+        "sxtab16 %[xv], %[nzp], %[xv], ror #8\n\t"
+        "smlabb %[s0], %[xe], %[we], %[s0]\n\t"
+        "smlatt %[s2], %[xe], %[we], %[s2]\n\t"
+        "smlabb %[s1], %[xv], %[wo], %[s1]\n\t"
+        "smlatt %[s3], %[xv], %[wo], %[s3]\n\t"
+        ".endr\n\t"
+        : [tab] "+r"(tab), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),
+          [off] "=&r"(off), [xv] "=&r"(xv), [we] "=&r"(we), [wo] "=&r"(wo), [xe] "=&r"(xe)
+        : [x] "r"(x), [nzp] "r"(nzp)
+        : "memory");
+    *a0 = s0;
+    *a1 = s1;
+    *a2 = s2;
+    *a3 = s3;
+}
 #endif
 
 /* Output channels oc..oc+3 of a dense depthwise from channels ic..ic+3 of box `in` (bcast 0:
@@ -213,27 +240,94 @@ TM_INLINE void tm_dw_group4(const tm_conv_params *p, tm_box in, int32_t ic, tm_b
     }
 }
 
-/* Output channel oc of a dense multiplier-1 depthwise from channel ic (the channel tail). */
+#if TM_ASM
+/* tm_dw_group4 for the common case, cut to its core: multiplier 1, every window inside the
+ * box (the padded planes of the in-place kernel, or a conv that does not pad), a `fast_rq`
+ * op with the whole int8 range as its clamp. Per output pixel: the tap table's assembly
+ * loop, then for each of the 4 channels the short requantization and one SSAT, packed into
+ * one word store; no range test, no per-pixel branch. */
+static inline void tm_dw_group4_inside(const tm_conv_params *p, tm_box in, int32_t ic,
+                                       tm_box out, int32_t oc) {
+    const int32_t fc = out.c, kh = p->kh, kw = p->kw, taps = kh * kw, zp = p->out_zp;
+    const int32_t xstep = p->sw * in.pix;
+    const uint32_t nzp = ((uint32_t)(-p->in_zp) & 0xffffu) * 0x10001u;
+    const int8_t *fw = p->filter + oc;
+    int32_t tab[3 * TM_DW_TABLE_TAPS], m[4], r[4], h[4], b[4];
+    int32_t oy, ox, ky, kx, j;
+    int32_t *t = tab;
+    for (ky = 0; ky < kh; ++ky) {
+        for (kx = 0; kx < kw; ++kx, t += 3) {
+            const uint32_t wv = tm_load32(fw + (ky * kw + kx) * fc);
+            t[0] = ky * p->dh * in.row + kx * p->dw * in.pix;
+            t[1] = __sxtb16((int32_t)wv);
+            t[2] = (int32_t)tm_sxtb16_odd(wv);
+        }
+    }
+    for (j = 0; j < 4; ++j) {
+        m[j] = p->mult[oc + j];
+        r[j] = -p->shift[oc + j];
+        h[j] = 1 << (r[j] - 1);
+        b[j] = p->bias ? p->bias[oc + j] : 0;
+    }
+    for (oy = 0; oy < out.h; ++oy) {
+        const int8_t *x = tm_at(in, oy * p->sh, 0) + ic;
+        int8_t *dst = tm_at(out, oy, 0) + oc;
+        for (ox = 0; ox < out.w; ++ox, x += xstep, dst += out.pix) {
+            int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3];
+            uint32_t y0, y1, y2, y3;
+            if (taps == 9) {
+                tm_dw_taps9(x, tab, nzp, &a0, &a1, &a2, &a3);
+            } else {
+                tm_dw_taps(x, tab, taps, nzp, &a0, &a1, &a2, &a3);
+            }
+            y0 = (uint32_t)__ssat(tm_rqf(a0, m[0], r[0], h[0], zp), 8) & 0xffu;
+            y1 = (uint32_t)__ssat(tm_rqf(a1, m[1], r[1], h[1], zp), 8) & 0xffu;
+            y2 = (uint32_t)__ssat(tm_rqf(a2, m[2], r[2], h[2], zp), 8) & 0xffu;
+            y3 = (uint32_t)__ssat(tm_rqf(a3, m[3], r[3], h[3], zp), 8);
+            tm_store32(dst, y0 | y1 << 8 | y2 << 16 | y3 << 24);
+        }
+    }
+}
+#endif
+
+/* Output channel oc of a dense multiplier-1 depthwise from channel ic (the channel tail, and
+ * the fused expand + depthwise's one-channel planes). Every parameter is read into a local
+ * first: the int8 output stores may alias anything, and re-reading the parameter struct
+ * after each store cost more than the taps. */
 static inline void tm_dw_group1(const tm_conv_params *p, tm_box in, int32_t ic, tm_box out,
                                 int32_t oc, int32_t pad_top, int32_t pad_left) {
-    const int32_t fc = out.c;
+    const int32_t fc = out.c, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, dh = p->dh;
+    const int32_t dw = p->dw, zp = p->in_zp, fast = p->fast_rq;
+    const int32_t bias = p->bias ? p->bias[oc] : 0, xstep = dw * in.pix;
+    const int32_t ystep = dh * in.row, wstep = kw * fc;
+    const int8_t *fw = p->filter + oc;
+    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
     int32_t oy, ox, ky, kx, ky0, ky1, kx0, kx1;
     for (oy = 0; oy < out.h; ++oy) {
-        const int32_t iy0 = oy * p->sh - pad_top;
-        tm_tap_range(iy0, p->kh, p->dh, in.h, &ky0, &ky1);
-        for (ox = 0; ox < out.w; ++ox) {
-            const int32_t ix0 = ox * p->sw - pad_left;
-            int32_t acc = p->bias ? p->bias[oc] : 0;
-            tm_tap_range(ix0, p->kw, p->dw, in.w, &kx0, &kx1);
-            for (ky = ky0; ky < ky1; ++ky) {
-                const int8_t *row = tm_at(in, iy0 + ky * p->dh, 0) + ic;
-                for (kx = kx0; kx < kx1; ++kx) {
-                    acc += (row[(ix0 + kx * p->dw) * in.pix] - p->in_zp) *
-                           p->filter[(ky * p->kw + kx) * fc + oc];
+        const int32_t iy0 = oy * sh - pad_top;
+        int8_t *dst = tm_at(out, oy, 0) + oc;
+        tm_tap_range(iy0, kh, dh, in.h, &ky0, &ky1);
+        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
+            const int32_t ix0 = ox * sw - pad_left;
+            int32_t acc = bias;
+            tm_tap_range(ix0, kw, dw, in.w, &kx0, &kx1);
+            if (kx1 - kx0 == 1 && ky1 > ky0) { /* one valid column (kw 1: audio models) */
+                const int8_t *x = tm_at(in, iy0 + ky0 * dh, ix0 + kx0 * dw) + ic;
+                const int8_t *w = fw + (ky0 * kw + kx0) * fc;
+                for (ky = ky0; ky < ky1; ++ky, x += ystep, w += wstep) {
+                    acc += (*x - zp) * *w;
+                }
+            } else {
+                for (ky = ky0; ky < ky1; ++ky) { /* the valid taps, walked by pointer */
+                    const int8_t *x = tm_at(in, iy0 + ky * dh, ix0 + kx0 * dw) + ic;
+                    const int8_t *w = fw + (ky * kw + kx0) * fc;
+                    for (kx = kx0; kx < kx1; ++kx, x += xstep, w += fc) {
+                        acc += (*x - zp) * *w;
+                    }
                 }
             }
-            tm_at(out, oy, ox)[oc] = tm_requant_out(acc, p->mult[oc], p->shift[oc], p->out_zp,
-                                                    p->act_min, p->act_max);
+            *dst = fast ? tm_rq_out_fast(r, cl, acc) : tm_rq_out(r, cl, acc);
         }
     }
 }
@@ -242,8 +336,18 @@ static inline void tm_dw_group1(const tm_conv_params *p, tm_box in, int32_t ic, 
  * tail one channel at a time. */
 static inline void tm_dw_channels(const tm_conv_params *p, tm_box in, int32_t ic0, tm_box out,
                                   int32_t oc0, int32_t n, int32_t pad_top, int32_t pad_left) {
-    int32_t c;
-    for (c = 0; c + 4 <= n; c += 4) {
+    int32_t c = 0;
+#if TM_ASM
+    if (p->fast_rq && p->act_min == -128 && p->act_max == 127 && pad_top == 0 &&
+        pad_left == 0 && p->kh * p->kw <= TM_DW_TABLE_TAPS &&
+        (out.h - 1) * p->sh + (p->kh - 1) * p->dh < in.h &&
+        (out.w - 1) * p->sw + (p->kw - 1) * p->dw < in.w) {
+        for (; c + 4 <= n; c += 4) {
+            tm_dw_group4_inside(p, in, ic0 + c, out, oc0 + c);
+        }
+    }
+#endif
+    for (; c + 4 <= n; c += 4) {
         if (p->kh == 3 && p->kw == 3 && p->dh == 1 && p->dw == 1) { /* unrolled 3x3 */
             tm_dw_group4(p, in, ic0 + c, out, oc0 + c, pad_top, pad_left, 0, 0);
         } else { /* the tap table (DSP) */
