@@ -266,6 +266,10 @@ def _summary(rows: list[list[str]]) -> list[str]:
         return []
     over = [f"{r[0]} {r[col]}" for r in speed if float(r[col].rstrip("x")) > ROW_TARGET]
     mean = _geomean(ratios)
+    others = [r for r in rows if r not in speed and r[col] != "n/a"
+              and float(r[col].rstrip("x")) > ROW_TARGET]
+    slow = {why: [f"{r[0]} {r[1]} {r[2]} {r[col]}" for r in others if pick(r)]
+            for why, pick in _SLOWER_BY_CHOICE.items()}
     return [
         f"**Op by op, fast kernels vs TFLM + CMSIS-NN: geometric mean {mean:.2f}x** over "
         f"{len(ratios)} models (target <= {MEAN_TARGET}x: "
@@ -273,7 +277,24 @@ def _summary(rows: list[list[str]]) -> list[str]:
         f"{ROW_TARGET}x: {', '.join(over) if over else 'none'}. "
         f"Anchor figures: {ANCHOR_SOURCE}.",
         "",
+        "Rows of the other schedules above the CMSIS-NN figure, and why: "
+        + "; ".join(f"{why}: {', '.join(names)}" for why, names in slow.items() if names)
+        + ("." if others else "none."),
+        "",
     ]
+
+
+#: why a schedule's row may be slower than TFLM + CMSIS-NN: each is a memory-for-speed trade
+#: the user picks (``--optimize memory``, ``--fuse``, ``--schedule patch``), not the default
+_SLOWER_BY_CHOICE = {
+    "`--optimize memory` (the direct loops without im2col or padded planes: the smallest "
+    "arena; the speed row of the same model is the comparison)": lambda r: r[2] == "memory",
+    "`--fuse` (the expand + depthwise pair runs on one-channel planes, so neither the "
+    "4-channel SIMD depthwise nor the 2x2-blocked expand applies; a 4-channel plane would "
+    "take back part of the SRAM the fusion saves)": lambda r: "fuse" in r[1],
+    "`--schedule patch` without fusion (halo recomputation, up to the 15 % extra MACs the "
+    "search allows, and one kernel call per tile)": lambda r: r[1] == "patch",
+}
 
 
 def _markdown(rows: list[list[str]], failures: list[str], host: list[list[str]],
