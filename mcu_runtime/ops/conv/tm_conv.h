@@ -1140,6 +1140,20 @@ static inline void tm_conv2d_sparse(const tm_conv_params *p, tm_box in, tm_box o
     }
 }
 
+/* One entry of a row's non-zero list: skip `gap` weights from (ky, kx, c), carrying the
+ * channel into kx and kx into ky as the filter's [ky][kx][c] layout does. */
+TM_INLINE void tm_list_advance(int32_t gap, int32_t channels, int32_t kw, int32_t *c,
+                               int32_t *kx, int32_t *ky) {
+    *c += gap;
+    while (*c >= channels) {
+        *c -= channels;
+        if (++*kx == kw) {
+            *kx = 0;
+            ++*ky;
+        }
+    }
+}
+
 /* Row o of a sparse (non-zero lists) CONV_2D as a tap table for the strides of box `in`:
  * each entry's tap index followed as (ky, kx, channel); the zero-weight entries that only
  * bridge long gaps are left out. The folded bias is the row's kbias. */
@@ -1148,14 +1162,7 @@ static inline void tm_taps_of_list(const tm_conv_params *p, tm_box in, tm_box ou
                                    int32_t pad_top, int32_t pad_left, tm_taps *t) {
     int32_t n = 0, c = 0, kx = 0, ky = 0, ext[4] = {0, 0, 0, 0};
     for (; count > 0; --count, nz += 2) {
-        c += nz[0];
-        while (c >= in.c) {
-            c -= in.c;
-            if (++kx == p->kw) {
-                kx = 0;
-                ++ky;
-            }
-        }
+        tm_list_advance(nz[0], in.c, p->kw, &c, &kx, &ky);
         if (nz[1]) {
             const int32_t dy = ky * p->dh, dx = kx * p->dw;
             tm_taps_add(t, n++, dy * in.row + dx * in.pix + c, (int8_t)nz[1], dy, dx, ext);
@@ -1182,14 +1189,7 @@ static inline void tm_conv2d_sparse_row(const tm_conv_params *p, tm_box in, tm_b
             int32_t acc = p->kbias[o], c = 0, kx = 0, ky = 0;
             for (n = count; n > 0; --n, nz += 2) {
                 int32_t iy, ix;
-                c += nz[0];
-                while (c >= in.c) {
-                    c -= in.c;
-                    if (++kx == p->kw) {
-                        kx = 0;
-                        ++ky;
-                    }
-                }
+                tm_list_advance(nz[0], in.c, p->kw, &c, &kx, &ky);
                 iy = iy0 + ky * p->dh;
                 ix = ix0 + kx * p->dw;
                 acc += (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w

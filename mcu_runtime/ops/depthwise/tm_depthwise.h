@@ -94,6 +94,19 @@ TM_INLINE void tm_dw_tap(int32_t bcast, const int8_t *x, const int8_t *w, uint32
  * the stack. */
 #define TM_DW_TABLE_TAPS 25
 
+/* One tap-table entry (input offset, two pre-extended weight pairs) into a0..a3: shared
+ * by the looped and the unrolled 3x3 kernels below. */
+#define TM_DW_TAP_ASM                                                                      \
+    "ldr %[off], [%[tab]], #12\n\t"                                                        \
+    "ldr %[xv], [%[x], %[off]]\n\t"                                                        \
+    "ldrd %[we], %[wo], [%[tab], #-8]\n\t"                                                 \
+    "sxtab16 %[xe], %[nzp], %[xv]\n\t"                                                     \
+    "sxtab16 %[xv], %[nzp], %[xv], ror #8\n\t"                                             \
+    "smlabb %[s0], %[xe], %[we], %[s0]\n\t"                                                \
+    "smlatt %[s2], %[xe], %[we], %[s2]\n\t"                                                \
+    "smlabb %[s1], %[xv], %[wo], %[s1]\n\t"                                                \
+    "smlatt %[s3], %[xv], %[wo], %[s3]\n\t"
+
 /* a0..a3 += the n taps of `tab` at window origin x: 11 instructions per tap (4 MACs), in
  * inline assembly for the register count (13) that the C spills at -Os. */
 TM_INLINE void tm_dw_taps(const int8_t *x, const int32_t *tab, int32_t n, uint32_t nzp,
@@ -102,15 +115,7 @@ TM_INLINE void tm_dw_taps(const int8_t *x, const int32_t *tab, int32_t n, uint32
     uint32_t off, xv, we, wo, xe;
     __asm__ volatile(
         "1:\n\t"
-        "ldr %[off], [%[tab]], #12\n\t"
-        "ldr %[xv], [%[x], %[off]]\n\t"
-        "ldrd %[we], %[wo], [%[tab], #-8]\n\t"
-        "sxtab16 %[xe], %[nzp], %[xv]\n\t"
-        "sxtab16 %[xv], %[nzp], %[xv], ror #8\n\t"
-        "smlabb %[s0], %[xe], %[we], %[s0]\n\t"
-        "smlatt %[s2], %[xe], %[we], %[s2]\n\t"
-        "smlabb %[s1], %[xv], %[wo], %[s1]\n\t"
-        "smlatt %[s3], %[xv], %[wo], %[s3]\n\t"
+        TM_DW_TAP_ASM
         "subs %[n], %[n], #1\n\t"
         "bne 1b\n\t"
         : [tab] "+r"(tab), [n] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
@@ -131,15 +136,7 @@ TM_INLINE void tm_dw_taps9(const int8_t *x, const int32_t *tab, uint32_t nzp, in
     uint32_t off, xv, we, wo, xe;
     __asm__ volatile(
         ".rept 9\n\t"
-        "ldr %[off], [%[tab]], #12\n\t"
-        "ldr %[xv], [%[x], %[off]]\n\t"
-        "ldrd %[we], %[wo], [%[tab], #-8]\n\t"
-        "sxtab16 %[xe], %[nzp], %[xv]\n\t"
-        "sxtab16 %[xv], %[nzp], %[xv], ror #8\n\t"
-        "smlabb %[s0], %[xe], %[we], %[s0]\n\t"
-        "smlatt %[s2], %[xe], %[we], %[s2]\n\t"
-        "smlabb %[s1], %[xv], %[wo], %[s1]\n\t"
-        "smlatt %[s3], %[xv], %[wo], %[s3]\n\t"
+        TM_DW_TAP_ASM
         ".endr\n\t"
         : [tab] "+r"(tab), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),
           [off] "=&r"(off), [xv] "=&r"(xv), [we] "=&r"(we), [wo] "=&r"(wo), [xe] "=&r"(xe)

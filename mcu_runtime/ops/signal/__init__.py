@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -67,9 +67,18 @@ class _Signal(OpDef):
     def tensor(self, graph: Graph, op: Op, k: int) -> Tensor:
         return graph.tensors[op.inputs[k]]
 
+    #: the reference kernel of an op whose one output is ``frame(params, first input)``
+    #: (the ops with more inputs or outputs override :meth:`run` instead)
+    frame: ClassVar[staticmethod[[Any, np.ndarray], np.ndarray]]
+
     def emit(self, unit: Any, op: Op, step: Any, i: int) -> list[str]:
         from tinymcu.mcu_runtime.ops.signal.emit import emit_signal
         return emit_signal(unit, op, step, i)
+
+    def run(self, op: Op, graph: Graph, inputs: list[np.ndarray | None],
+            pad: Pad | None = None) -> list[np.ndarray]:
+        assert inputs[0] is not None
+        return [type(self).frame(self.params(op, graph), inputs[0])]
 
 
 # ---- SignalWindow ----------------------------------------------------------------------
@@ -82,6 +91,7 @@ class WindowParams:
 @register
 class Window(_Signal):
     kinds = ("SignalWindow",)
+    frame = staticmethod(kernel.window)
     tflm_opdata = {"SignalWindow": "ii"}  # TFLMSignalWindowParams
 
     def decode_custom(self, kind: str, ins: list, outs: list,
@@ -102,10 +112,6 @@ class Window(_Signal):
         assert w is not None
         return WindowParams(int(op.attrs["shift"]), w.astype(np.int16))
 
-    def run(self, op: Op, graph: Graph, inputs: list[np.ndarray | None],
-            pad: Pad | None = None) -> list[np.ndarray]:
-        assert inputs[0] is not None
-        return [kernel.window(self.params(op, graph), inputs[0])]
 
 
 # ---- SignalFftAutoScale ----------------------------------------------------------------
@@ -256,6 +262,7 @@ class EnergyParams:
 @register
 class Energy(_Signal):
     kinds = ("SignalEnergy",)
+    frame = staticmethod(kernel.energy)
     tflm_opdata = {"SignalEnergy": "ii"}
 
     def decode_custom(self, kind: str, ins: list, outs: list,
@@ -273,10 +280,6 @@ class Energy(_Signal):
     def params(self, op: Op, graph: Graph) -> EnergyParams:
         return EnergyParams(int(op.attrs["start"]), int(op.attrs["end"]))
 
-    def run(self, op: Op, graph: Graph, inputs: list[np.ndarray | None],
-            pad: Pad | None = None) -> list[np.ndarray]:
-        assert inputs[0] is not None
-        return [kernel.energy(self.params(op, graph), inputs[0])]
 
 
 # ---- SignalFilterBank -------------------------------------------------------------------
@@ -298,6 +301,7 @@ class FilterBankParams:
 @register
 class FilterBank(_Signal):
     kinds = ("SignalFilterBank",)
+    frame = staticmethod(kernel.filter_bank)
     tflm_opdata = {"SignalFilterBank": "ippppp" + "p"}  # FilterbankConfig + work_area
 
     def decode_custom(self, kind: str, ins: list, outs: list,
@@ -358,10 +362,6 @@ class FilterBank(_Signal):
                                                                            pointer_bytes)]
         return steps + [("temp", t) for t in (*op.inputs, *op.outputs)]
 
-    def run(self, op: Op, graph: Graph, inputs: list[np.ndarray | None],
-            pad: Pad | None = None) -> list[np.ndarray]:
-        assert inputs[0] is not None
-        return [kernel.filter_bank(self.params(op, graph), inputs[0])]
 
 
 # ---- SignalFilterBankSquareRoot ---------------------------------------------------------
@@ -529,6 +529,7 @@ class FilterBankLogParams:
 @register
 class FilterBankLog(_Signal):
     kinds = ("SignalFilterBankLog",)
+    frame = staticmethod(kernel.filter_bank_log)
     tflm_opdata = {"SignalFilterBankLog": "ii"}
 
     def decode_custom(self, kind: str, ins: list, outs: list,
@@ -545,7 +546,3 @@ class FilterBankLog(_Signal):
         return FilterBankLogParams(int(op.attrs["correction_bits"]),
                                    int(op.attrs["output_scale"]), log_lut())
 
-    def run(self, op: Op, graph: Graph, inputs: list[np.ndarray | None],
-            pad: Pad | None = None) -> list[np.ndarray]:
-        assert inputs[0] is not None
-        return [kernel.filter_bank_log(self.params(op, graph), inputs[0])]

@@ -23,12 +23,10 @@ static inline void tm_sig_st16(uint8_t *p, int32_t i, int32_t v) {
     memcpy(p + 2 * (size_t)i, &w, 2);
 }
 static inline uint32_t tm_sig_ld32(const uint8_t *p, int32_t i) {
-    uint32_t v;
-    memcpy(&v, p + 4 * (size_t)i, 4);
-    return v;
+    return tm_load32((const int8_t *)p + 4 * (size_t)i);
 }
 static inline void tm_sig_st32(uint8_t *p, int32_t i, uint32_t v) {
-    memcpy(p + 4 * (size_t)i, &v, 4);
+    tm_store32((int8_t *)p + 4 * (size_t)i, v);
 }
 static inline uint64_t tm_sig_ld64(const uint8_t *p, int32_t i) {
     uint64_t v;
