@@ -10,8 +10,9 @@ state tensor beyond one step's ``h`` and ``c``.
 Per direction, with ONNX's gate order (i, o, f, c) and ``layout=0`` (time-major ``X``):
 
 * ``X @ Wᵀ + (Wb + Rb)`` for all steps at once: one FULLY_CONNECTED with batch T;
-* per step: SLICE of that step's row, ``+ h @ Rᵀ`` (FULLY_CONNECTED, ADD; skipped while ``h``
-  is the zero initial state), SPLIT into the four gates, LOGISTIC ×3, TANH, then
+* per step: SLICE of that step's row, ``+ h @ Rᵀ`` (FULLY_CONNECTED, ADD) and SPLIT into the
+  four gates (while ``h`` is the zero initial state: four SLICEs of the row), LOGISTIC ×3,
+  TANH, then
   ``c = f·c + i·g`` (MUL, MUL, ADD; ``i·g`` alone while ``c`` is zero) and ``h = o·tanh(c)``;
 * ``Y`` (T, dirs, 1, H) is the CONCATENATION of every step's ``h`` (a tree of them past
   ten steps, TFLM's input limit; held in ONNX axis order,
@@ -124,10 +125,14 @@ class RecurrentOps(BuilderHost):
             c = tf.constant(c0[d]) if np.any(c0[d]) else None
             out: list[Any] = [None] * steps
             for t in (reversed(range(steps)) if reverse[d] else range(steps)):
-                gates = tf.slice(proj, [t, 0], [1, 4 * hidden])
-                if h is not None:
-                    gates = gates + tf.matmul(h, rec)
-                gi, go, gf, gc = tf.split(gates, 4, axis=1)
+                if h is None:  # four SLICEs: a SLICE straight into a SPLIT (two ops that
+                    # keep their input's scale) is resolved by the converter's quantizer in
+                    # a run-dependent order that sometimes leaves both in float32
+                    gi, go, gf, gc = (tf.slice(proj, [t, k * hidden], [1, hidden])
+                                      for k in range(4))
+                else:
+                    gates = tf.slice(proj, [t, 0], [1, 4 * hidden]) + tf.matmul(h, rec)
+                    gi, go, gf, gc = tf.split(gates, 4, axis=1)
                 i, o, g = tf.sigmoid(gi), tf.sigmoid(go), tf.tanh(gc)
                 c = i * g if c is None else tf.sigmoid(gf) * c + i * g
                 h = o * tf.tanh(c)
