@@ -23,11 +23,14 @@ The host section times the generated C (gcc -O2, portable C99 path) against the
 alternating, medians of 5.
 
 Run: ``python benchmarks/firmware/run.py`` (a few minutes on 2 cores).
-Writes ``benchmarks/results/firmware.md``.
+Writes ``benchmarks/results/firmware.md``. ``--quick`` (the suite runs it): two models
+(KWS, AD01), the op-by-op speed row only, M7 and host sections for them; ``--out PATH``
+writes the table there instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import shutil
@@ -75,8 +78,8 @@ ROW_TARGET, MEAN_TARGET = 1.0, 0.8
 
 HEADER = ["model", "schedule", "kernels", "planner arena", "map arena", "stack bound",
           "stack used", "SRAM (map)", "weights (codegen)", "model.o .rodata (map)",
-          "code (map)", "flash (map)", "SysTick ticks", "~instructions", "vs TFLM ref",
-          "vs CMSIS-NN", "= emulator", "= TFLM", "build+run s"]
+          "code (map)", "flash (map)", ".tflite file", "SysTick ticks", "~instructions",
+          "vs TFLM ref", "vs CMSIS-NN", "= emulator", "= TFLM", "build+run s"]
 
 
 def _input(name: str) -> np.ndarray | None:
@@ -95,7 +98,8 @@ def _ratio(ticks: int, name: str, which: int) -> str:
     return f"{ticks / ANCHORS[name][which]:.2f}x" if name in ANCHORS else "n/a"
 
 
-def _row(name: str, r: FirmwareReport, tflm: np.ndarray | None, secs: float) -> list[str]:
+def _row(name: str, r: FirmwareReport, tflm: np.ndarray | None, secs: float,
+         model_bytes: int) -> list[str]:
     fw, q = r.firmware, r.qemu
     assert q is not None
     tflm_ok = "n/a" if tflm is None else (
@@ -104,7 +108,8 @@ def _row(name: str, r: FirmwareReport, tflm: np.ndarray | None, secs: float) -> 
     return [name, sched, r.optimize, f"{r.planner_arena_bytes:,}",
             f"{fw.arena_symbol_bytes:,}", f"{fw.stack_bound:,}", f"{q.stack_used:,}",
             f"{fw.sram_bytes:,}", f"{r.codegen_const_bytes:,}", f"{fw.model_rodata_bytes:,}",
-            f"{fw.text_bytes:,}", f"{fw.flash_bytes:,}", f"{q.ticks:,}", f"{q.instructions:,}",
+            f"{fw.text_bytes:,}", f"{fw.flash_bytes:,}", f"{model_bytes:,}", f"{q.ticks:,}",
+            f"{q.instructions:,}",
             _ratio(q.ticks, name, 0), _ratio(q.ticks, name, 1),
             "yes" if r.bit_exact else "NO", tflm_ok, f"{secs:.1f}"]
 
@@ -113,11 +118,16 @@ M7_HEADER = ["model", "Cortex-M7 ticks", "~instructions", "M4 ticks", "M7 / M4",
              "flash (map)", "SRAM (map)", "= emulator"]
 
 
-def _m7_rows(tmp: Path, m4: dict[str, int]) -> tuple[list[list[str]], list[str]]:
+#: ``--quick``: a convolutional and a fully connected model, op by op with the fast kernels
+QUICK_MODELS, QUICK_SCHEDULES = ["kws_ref_model", "ad01_int8"], [("layer", False, "speed")]
+
+
+def _m7_rows(tmp: Path, m4: dict[str, int],
+             models: list[str]) -> tuple[list[list[str]], list[str]]:
     """Op by op with the fast kernels, built for Cortex-M7 (``-mcpu=cortex-m7``: the same
     DSP instructions, GCC schedules for the M7 pipeline) and run on mps2-an500."""
     rows, failures = [], []
-    for name in MODELS:
+    for name in models:
         try:
             r = make_firmware(DATA / f"{name}.tflite", M7_BOARD, tmp / f"m7-{name}",
                               data=_input(name), run=True)
@@ -187,7 +197,7 @@ HOST_HEADER = ["model", "generated C -O2 ms", "tflite-micro interpreter ms",
                "interpreter / generated C"]
 
 
-def _host_rows(tmp: Path) -> list[list[str]]:
+def _host_rows(tmp: Path, models: list[str]) -> list[list[str]]:
     """Paired timings, alternating the two runtimes 5 times; medians (ms per inference)."""
     from tinymcu.mcu_runtime.codegen import codegen_model
 
@@ -195,7 +205,7 @@ def _host_rows(tmp: Path) -> list[list[str]]:
     if cc is None:
         return []
     rows = []
-    for name in ANCHORS:
+    for name in (m for m in models if m in ANCHORS):
         path = DATA / f"{name}.tflite"
         out = tmp / f"host-{name}"
         codegen_model(path, out)
@@ -216,14 +226,19 @@ def _host_rows(tmp: Path) -> list[list[str]]:
     return rows
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="two models, op by op, speed only")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where the markdown goes")
+    args = ap.parse_args(argv)
+    models, schedules = (QUICK_MODELS, QUICK_SCHEDULES) if args.quick else (MODELS, SCHEDULES)
     rows: list[list[str]] = []
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tinymcu-fw-bench-") as tmp:
-        for name in MODELS:
+        for name in models:
             path = DATA / f"{name}.tflite"
             tflm = None
-            for sched, fuse, optimize in SCHEDULES:
+            for sched, fuse, optimize in schedules:
                 t0 = time.perf_counter()
                 label = f"{sched}{' + fuse' if fuse else ''} ({optimize})"
                 try:
@@ -239,19 +254,19 @@ def main() -> int:
                     continue  # no patch schedule / nothing to fuse: an earlier row has it
                 if tflm is None:
                     tflm = _tflm(path, r.input)
-                rows.append(_row(name, r, tflm, secs))
+                rows.append(_row(name, r, tflm, secs, path.stat().st_size))
         m4 = {r[0]: int(r[HEADER.index("SysTick ticks")].replace(",", "")) for r in rows
               if r[1] == "layer" and r[2] == "speed"}
-        m7, m7_failures = _m7_rows(Path(tmp), m4)
+        m7, m7_failures = _m7_rows(Path(tmp), m4, models)
         failures += m7_failures
-        host = _host_rows(Path(tmp))
+        host = _host_rows(Path(tmp), models)
     table = Table(title=f"firmware on {BOARD} (QEMU, -icount shift=0)")
     for h in HEADER:
         table.add_column(h, justify="left" if h in ("model", "schedule", "kernels") else "right")
     for row in rows:
         table.add_row(*row)
     Console().print(table)
-    RESULTS.write_text(_markdown(rows, failures, host, m7))
+    args.out.write_text(_markdown(rows, failures, host, m7, args.quick))
     for f in failures:
         print(f"FAILED: {f}", file=sys.stderr)
     return 1 if failures or any("NO" in row for row in rows + m7) else 0
@@ -277,9 +292,33 @@ def _summary(rows: list[list[str]]) -> list[str]:
         f"{ROW_TARGET}x: {', '.join(over) if over else 'none'}. "
         f"Anchor figures: {ANCHOR_SOURCE}.",
         "",
+        *_flash_summary(speed),
         "Rows of the other schedules above the CMSIS-NN figure, and why: "
         + "; ".join(f"{why}: {', '.join(names)}" for why, names in slow.items() if names)
         + ("." if others else "none."),
+        "",
+    ]
+
+
+def _flash_summary(speed: list[list[str]]) -> list[str]:
+    """Flash against TFLM's: TFLM reads the .tflite flatbuffer in place, so the file's bytes
+    are in its flash before any of its interpreter and kernel code; an image no larger than
+    the file alone is no larger than TFLM's for that model. TFLM's own code size is not
+    measured here (its Cortex-M build needs the TFLM sources, which this machine lacks)."""
+    flash, file = HEADER.index("flash (map)"), HEADER.index(".tflite file")
+    n = lambda v: int(v.replace(",", ""))  # noqa: E731
+    under = [r[0] for r in speed if n(r[flash]) <= n(r[file])]
+    over = [f"{r[0]} +{n(r[flash]) - n(r[file]):,} B" for r in speed
+            if n(r[flash]) > n(r[file])]
+    return [
+        f"**Flash vs TFLM** (the op-by-op rows): the whole image (code, weights, runtime, "
+        f"test input) is no larger than the model's .tflite file alone, which TFLM keeps in "
+        f"flash before adding its interpreter and kernels, on {len(under)} of {len(speed)} "
+        f"models{': ' + ', '.join(under) if under else ''}; so there, flash is below "
+        f"TFLM's. Above the file: {', '.join(over) if over else 'none'}; for these, "
+        f"tinymcu is below TFLM only if TFLM's interpreter and kernel code is larger than "
+        f"that excess, which is not measured here (no TFLM sources on this machine to "
+        f"build its Cortex-M image).",
         "",
     ]
 
@@ -298,7 +337,7 @@ _SLOWER_BY_CHOICE = {
 
 
 def _markdown(rows: list[list[str]], failures: list[str], host: list[list[str]],
-              m7: list[list[str]]) -> str:
+              m7: list[list[str]], quick: bool) -> str:
     lines = [
         f"# Firmware: generated C runtime on {BOARD} under QEMU",
         "",
@@ -325,7 +364,9 @@ def _markdown(rows: list[list[str]], failures: list[str], host: list[list[str]],
         "with an im2col buffer, SIMD depthwise on padded 4-channel planes: more scratch "
         "where a window conv or an in-place depthwise needs it) or `memory` (the direct "
         "loops, smallest arena); the image is built for Cortex-M4, so the DSP path "
-        "(`__smlad`) runs. *code* = .text of the image. *vs TFLM ref* / *vs CMSIS-NN*: our "
+        "(`__smlad`) runs. *code* = .text of the image. *.tflite file*: the model file's "
+        "bytes, which TFLM keeps in flash (it reads the flatbuffer in place). *vs TFLM "
+        "ref* / *vs CMSIS-NN*: our "
         "ticks over TFLM's with its reference kernels / with CMSIS-NN, same model and "
         "input (anchor figures below).",
         "",
@@ -357,7 +398,8 @@ def _markdown(rows: list[list[str]], failures: list[str], host: list[list[str]],
     if failures:
         lines += ["Failures:", "", *(f"- {f}" for f in failures), ""]
     exact = not failures and all("NO" not in r for r in rows + m7)
-    lines.append(f"Regenerate: `python benchmarks/firmware/run.py`. "
+    cmd = "python benchmarks/firmware/run.py" + (" --quick" if quick else "")
+    lines.append(f"Regenerate: `{cmd}`. "
                  f"All bit-exact: {'yes' if exact else 'no'}.")
     return "\n".join(lines) + "\n"
 
