@@ -62,7 +62,7 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
         if "kbias" not in extra or kbias:
             b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
     m = unit.array(f"{tag}_mult", "int32_t", p.mult)
-    s = unit.array(f"{tag}_shift", "int32_t", p.shift)
+    s = unit.array(f"{tag}_shift", "int8_t", p.shift)
     bias = g.tensors[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     if requant_bounded(np.asarray(g.tensors[op.inputs[1]].data).reshape(-1, p.mult.size)
                        if op.kind == "DEPTHWISE_CONV_2D" else
@@ -126,7 +126,7 @@ def emit_conv16(unit: CUnit, op: Op, step: Step) -> list[str]:
         bias = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
         return c_struct(filter=unit.tensor_array(op.inputs[1], f"{tag}_filter"), bias=bias,
                         mult=unit.array(f"{tag}_mult", "int32_t", p.mult),
-                        shift=unit.array(f"{tag}_shift", "int32_t", p.shift),
+                        shift=unit.array(f"{tag}_shift", "int8_t", p.shift),
                         kh=p.kernel[0], kw=p.kernel[1], sh=p.stride[0], sw=p.stride[1],
                         dh=p.dilation[0], dw=p.dilation[1], in_h=x[1], in_w=x[2], in_c=x[3],
                         out_h=y[1], out_w=y[2], out_c=y[3], pad_top=pad[0], pad_left=pad[2],

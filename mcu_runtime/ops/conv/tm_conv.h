@@ -32,7 +32,7 @@ typedef struct {
     const int8_t *filter;   /* CONV_2D: OHWI; depthwise: 1HW(C*M) */
     const int32_t *bias;    /* NULL when the op has none */
     const int32_t *mult;    /* per output channel */
-    const int32_t *shift;   /* per output channel */
+    const int8_t *shift;    /* per output channel, in [-31, 31] */
     int32_t kh, kw, sh, sw, dh, dw;
     int32_t depth_multiplier;
     int32_t in_zp, out_zp, act_min, act_max;
@@ -265,7 +265,8 @@ TM_INLINE int32_t tm_dot1(const int8_t *c0, const int8_t *w, int32_t k, int32_t 
 
 /* The requantization constants of a GEMM's rows. */
 typedef struct {
-    const int32_t *kbias, *mult, *shift;
+    const int32_t *kbias, *mult;
+    const int8_t *shift;
     int32_t out_zp, act_min, act_max, fast;
 } tm_gemm_q;
 
@@ -307,7 +308,8 @@ TM_INLINE int8_t tm_sat8(int32_t v, int32_t lo, int32_t hi, int32_t full) {
 TM_INLINE void tm_gemm2_fast(const int8_t *col0, const int8_t *col1, const int8_t *w,
                              int32_t k, int32_t n, const tm_gemm_q *q, int8_t *dst0,
                              int8_t *dst1, int32_t full) {
-    const int32_t *kb = q->kbias, *mu = q->mult, *sh = q->shift;
+    const int32_t *kb = q->kbias, *mu = q->mult;
+    const int8_t *sh = q->shift;
     const int32_t zp = q->out_zp, lo = q->act_min, hi = q->act_max;
     int32_t o = 0;
     if (col1) {
@@ -385,7 +387,8 @@ TM_INLINE void tm_gemm2_fast(const int8_t *col0, const int8_t *col1, const int8_
 static inline void tm_gemm2(const int8_t *col0, const int8_t *col1, const int8_t *w, int32_t k,
                             int32_t n, const tm_gemm_q *q, int8_t *dst0, int8_t *dst1) {
     const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
-    const int32_t *kb = q->kbias, *mu = q->mult, *sh = q->shift; /* walk with the rows */
+    const int32_t *kb = q->kbias, *mu = q->mult;
+    const int8_t *sh = q->shift; /* walk with the rows */
     const int32_t fast = q->fast;
     int32_t left = n, acc[4];
     if (fast) {
@@ -1310,7 +1313,7 @@ typedef struct {
     const int8_t *filter;   /* OHWI */
     const int64_t *bias;    /* NULL when the op has none */
     const int32_t *mult;
-    const int32_t *shift;
+    const int8_t *shift;
     int32_t kh, kw, sh, sw, dh, dw;
     int32_t in_h, in_w, in_c, out_h, out_w, out_c, pad_top, pad_left;
     int32_t act_min, act_max;

@@ -51,7 +51,7 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
         if fmt != "dense":
             unit.note_sparse_form("fast_rq" in extra, p.act_min, p.act_max)
         m = unit.array(f"{tag}_mult", "int32_t", p.mult)
-        s = unit.array(f"{tag}_shift", "int32_t", p.shift)
+        s = unit.array(f"{tag}_shift", "int8_t", p.shift)
         return c_struct(weights=w, bias=b, mult=m, shift=s, in_n=p.depth, out_n=p.units,
                         batches=p.batches, in_zp=p.in_zp, w_zp=p.w_zp, out_zp=p.out_zp,
                         act_min=p.act_min, act_max=p.act_max, **mask_field(mask), **extra)

@@ -9,7 +9,7 @@ typedef struct {
     const int8_t *weights;  /* (O, I) */
     const int32_t *bias;
     const int32_t *mult;    /* one per output (per-tensor weights: repeated) */
-    const int32_t *shift;
+    const int8_t *shift;
     int32_t in_n, out_n, batches;
     int32_t in_zp, w_zp, out_zp, act_min, act_max;
     const uint8_t *mask;    /* NULL: dense weights; else sparse (w_zp is then 0) */

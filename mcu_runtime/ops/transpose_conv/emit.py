@@ -26,7 +26,7 @@ def emit_transpose_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
             filter=unit.tensor_array(op.inputs[FILTER], f"{tag}_filter"),
             bias=unit.tensor_array(bias, f"{tag}_bias"),
             mult=unit.array(f"{tag}_mult", "int32_t", p.mult),
-            shift=unit.array(f"{tag}_shift", "int32_t", p.shift),
+            shift=unit.array(f"{tag}_shift", "int8_t", p.shift),
             kh=p.kernel[0], kw=p.kernel[1], sh=p.stride[0], sw=p.stride[1], pad_top=p.pad[0],
             pad_left=p.pad[1], in_zp=p.in_zp, out_zp=p.out_zp, act_min=p.act_min,
             act_max=p.act_max)

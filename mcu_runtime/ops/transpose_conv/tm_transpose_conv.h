@@ -16,7 +16,7 @@ typedef struct {
     const int8_t *filter;   /* OHWI */
     const int32_t *bias;    /* NULL when the op has none */
     const int32_t *mult;    /* per output channel */
-    const int32_t *shift;   /* per output channel */
+    const int8_t *shift;    /* per output channel, in [-31, 31] */
     int32_t kh, kw, sh, sw, pad_top, pad_left;
     int32_t in_zp, out_zp, act_min, act_max;
 } tm_transpose_conv_params;
