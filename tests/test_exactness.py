@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_script import load_benchmark
 from tflite_build import fc_model, mean_model, transpose_mean_mean_model
 
 from tinymcu.mcu_runtime import ops as kernels
@@ -189,14 +190,7 @@ def test_an_oracle_failure_is_reported_as_such_not_as_a_mismatch(tmp_path: Path)
 def test_quick_exactness_sweep_on_the_test_models(tmp_path: Path) -> None:
     """50 seeded inputs (+ real samples) per model in tests/data: emulator == TFLM and
     C == emulator on every model the reader accepts; rejected ones are named with a reason."""
-    import importlib.util
-
-    script = Path(__file__).parents[1] / "benchmarks" / "exactness" / "run.py"
-    spec = importlib.util.spec_from_file_location("exactness_run", script)
-    assert spec is not None and spec.loader is not None
-    run = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = run  # its dataclasses look their module up there
-    spec.loader.exec_module(run)
+    run = load_benchmark("exactness", "exactness_run")
     out = tmp_path / "exactness.md"
     assert run.main(["--quick", "--models", str(DATA), "--out", str(out)]) == 0
     text = out.read_text()
@@ -221,14 +215,7 @@ SHARED_REALWORLD = Path(__file__).parents[2] / "shared" / "models" / "realworld"
 def test_quick_exactness_sweep_on_the_third_party_models(tmp_path: Path) -> None:
     """The same quick sweep (50 inputs per model) over ../shared/models/realworld: every
     model the reader accepts is bit-exact on both sides; the rest are named with a reason."""
-    import importlib.util
-
-    script = Path(__file__).parents[1] / "benchmarks" / "exactness" / "run.py"
-    spec = importlib.util.spec_from_file_location("exactness_run_realworld", script)
-    assert spec is not None and spec.loader is not None
-    run = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = run
-    spec.loader.exec_module(run)
+    run = load_benchmark("exactness", "exactness_run_realworld")
     out = tmp_path / "exactness.md"
     assert run.main(["--quick", "--models", str(SHARED_REALWORLD), "--out", str(out)]) == 0
     results, rejected, pending = run.parse_results(out.read_text())
@@ -241,14 +228,7 @@ def test_quick_exactness_sweep_on_the_third_party_models(tmp_path: Path) -> None
 def test_sweep_results_merge_round_trip(tmp_path: Path) -> None:
     """Runs on disjoint model sets (one per core) merge into one table: every swept row,
     rejection and still-pending model survives render → parse → render."""
-    import importlib.util
-
-    script = Path(__file__).parents[1] / "benchmarks" / "exactness" / "run.py"
-    spec = importlib.util.spec_from_file_location("exactness_run_merge", script)
-    assert spec is not None and spec.loader is not None
-    run = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = run
-    spec.loader.exec_module(run)
+    run = load_benchmark("exactness", "exactness_run_merge")
     a = [run.Result("m/a", 1000, 0, 0, 0.0, 1000, 0, 0.0, "", "", 12.0),
          run.Result("m/b", 1010, 10, 3, 1.0, 0, 0, 0.0, "op 2 X is not supported", "", 30.0)]
     b = [run.Result("m/c", 1000, 0, 0, 0.0, 0, 0, 0.0, "", "TFLM could not run it: boom", 5.0)]

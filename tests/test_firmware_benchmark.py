@@ -6,22 +6,15 @@ benchmark's to judge (``benchmarks/results/firmware.md``), not this test's."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "firmware" / "run.py"
+from bench_script import load_benchmark
 
 
 @pytest.mark.slow
 def test_quick_firmware_benchmark_is_bit_exact_with_every_column(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("firmware_run", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    run = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = run
-    spec.loader.exec_module(run)
+    run = load_benchmark("firmware", "firmware_run")
     out = tmp_path / "firmware.md"
     assert run.main(["--quick", "--out", str(out)]) == 0
     text = out.read_text()
