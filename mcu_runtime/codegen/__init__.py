@@ -241,6 +241,7 @@ def render(graph: Graph, plan: Plan, prefix: str = DEFAULT_PREFIX, source: str |
         "arrays": unit.arrays, "params": unit.params, "steps": steps, "boxes": list(unit.boxes),
         "const_bytes": unit.const_bytes, "sparse": sparse, "state": _state(graph, plan),
         "sparse_forms": unit.sparse_forms if sparse else None,
+        "sparse_paths": unit.sparse_paths,
     }
     return (_ENV.get_template("model.h.j2").render(**ctx),
             _ENV.get_template("model.c.j2").render(**ctx), unit.const_bytes)

@@ -139,16 +139,15 @@ SPARSE_BLOCK_BYTES = 1024
 
 
 def sparse_block_columns(op: Op, graph: Graph) -> int:
-    """Im2col columns a sparse window conv gathers at a time: as many of its KH·KW·C-byte
-    windows as fit :data:`SPARSE_BLOCK_BYTES`, a multiple of 4 (its rows run over 4
-    columns per pass, ``tm_conv2d_sparse_blocks``) and at most the output's pixels; 2 (the
-    dense GEMM's pair, ``tm_sparse_gemm2``) when fewer than 4 fit. Each filter row's
-    constants and entries are then taken once per block instead of once per pixel pair."""
+    """Im2col columns a sparse window conv gathers at a time (``tm_conv2d_sparse_blocks``):
+    as many of its KH·KW·C-byte windows as fit :data:`SPARSE_BLOCK_BYTES` but at least 4
+    (its rows run over 4 columns per pass), a multiple of 4, and at most the output's
+    pixels. Each filter row's constants and entries are then taken once per block instead
+    of once per pixel pair."""
     flt = graph.tensors[op.inputs[1]].shape
     out = graph.tensors[op.outputs[0]].shape
-    k = int(flt[1] * flt[2] * flt[3])
-    cols = min(SPARSE_BLOCK_BYTES // k, int(out[1] * out[2]))
-    return cols // 4 * 4 if cols >= 4 else 2
+    cols = min(max(4, SPARSE_BLOCK_BYTES // int(flt[1] * flt[2] * flt[3])), int(out[1] * out[2]))
+    return cols // 4 * 4 if cols >= 4 else cols
 
 
 def speed(op: Op) -> bool:

@@ -165,6 +165,8 @@ def emit_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     # the sparse kernels take the im2col columns the scratch holds (a block when planned)
     flt = unit.graph.tensors[op.inputs[1]].shape
     cols = ops.step_scratch(unit.graph, step) // int(flt[1] * flt[2] * flt[3])
+    if fmt == "lists" and cols == 0 and not (tuple(flt[1:3]) == (1, 1) and pad[0] == pad[2] == 0):
+        unit.note_sparse_taps(filter_rows(op, unit.graph), True)  # the rows' tap tables
     kernel = "tm_conv2d_lists" if fmt == "lists" else "tm_conv2d_masked"
     return [f"{kernel}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch}, "
             f"{cols});"]

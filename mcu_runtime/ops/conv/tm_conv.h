@@ -9,7 +9,7 @@
  *
  * Sparse weights (pruned models) come in two formats. Per-row non-zero lists (`nz`, the
  * CONV_2D and FULLY_CONNECTED format when it is no larger than the bitmask; see
- * tm_sparse_dot2): the kernels touch only the non-zero weights, with the input zero point
+ * tm_sparse_dot1): the kernels touch only the non-zero weights, with the input zero point
  * and the bias folded into `kbias` as in the dense GEMM. The bitmask (`mask`): one bit per
  * weight (bit i of the row-major filter at mask[i / 8] >> (i % 8)) plus only the non-zero
  * values, in order; every kernel walks its filter rows in storage order, so the values are
@@ -451,55 +451,14 @@ static inline void tm_gemm2(const int8_t *col0, const int8_t *col1, const int8_t
  * previous entry (from tap 0 for the row's first; uint8) and the int8 weight. A gap of more
  * than 255 taps takes extra entries of weight 0 (they add nothing), so the inner loop is
  * just x += delta; acc += *x * w, over the non-zero weights only
- * (ops/conv/emit.py, codegen/emitters.py sparse_row_lists). Two columns share each entry:
- * column 1 is `off` bytes after column 0 (both in the arena).
+ * (ops/conv/emit.py, codegen/emitters.py sparse_row_lists). The rows run over several
+ * columns at a time (tm_sparse_dot4, the column tail through tm_sparse_dot1): 1x1 pixels,
+ * im2col blocks of a window conv, fully-connected batch rows.
  *
  * With the DSP extension two entries are one word load: uxtab adds a delta to the column
- * pointer, sxtb with rotation extracts a weight, so an entry costs 7 instructions for 2
- * MACs; inline assembly so that GCC keeps every operand in a register at -Os. */
-TM_INLINE const uint8_t *tm_sparse_dot2(const uint8_t *nz, int32_t n, const int8_t *x,
-                                        int32_t off, int32_t *acc) {
-    int32_t s0 = acc[0], s1 = acc[1];
-#if TM_ASM
-    int32_t pairs = n >> 1;
-    if (pairs > 0) {
-        uint32_t e, w, a;
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr %[e], [%[nz]], #4\n\t"
-            "uxtab %[x], %[x], %[e]\n\t"
-            "sxtb %[w], %[e], ror #8\n\t"
-            "ldrsb %[a], [%[x]]\n\t"
-            "mla %[s0], %[a], %[w], %[s0]\n\t"
-            "ldrsb %[a], [%[x], %[off]]\n\t"
-            "mla %[s1], %[a], %[w], %[s1]\n\t"
-            "uxtab %[x], %[x], %[e], ror #16\n\t"
-            "asr %[w], %[e], #24\n\t"
-            "ldrsb %[a], [%[x]]\n\t"
-            "mla %[s0], %[a], %[w], %[s0]\n\t"
-            "ldrsb %[a], [%[x], %[off]]\n\t"
-            "mla %[s1], %[a], %[w], %[s1]\n\t"
-            "subs %[pairs], %[pairs], #1\n\t"
-            "bne 1b\n\t"
-            : [nz] "+r"(nz), [x] "+r"(x), [pairs] "+r"(pairs), [s0] "+r"(s0), [s1] "+r"(s1),
-              [e] "=&r"(e), [w] "=&r"(w), [a] "=&r"(a)
-            : [off] "r"(off)
-            : "cc", "memory");
-    }
-    n &= 1;
-#endif
-    for (; n > 0; --n, nz += 2) {
-        const int32_t w = (int8_t)nz[1];
-        x += nz[0];
-        s0 += x[0] * w;
-        s1 += x[off] * w;
-    }
-    acc[0] = s0;
-    acc[1] = s1;
-    return nz;
-}
-
-/* One column (the last pixel of an odd count, FULLY_CONNECTED with one batch row). */
+ * pointer, sxtb with rotation extracts a weight; inline assembly so that GCC keeps every
+ * operand in a register at -Os. */
+/* One column (x: its first byte; the column tail of the row loops). */
 TM_INLINE const uint8_t *tm_sparse_dot1(const uint8_t *nz, int32_t n, const int8_t *x,
                                         int32_t *acc) {
     int32_t s0 = *acc;
@@ -680,48 +639,6 @@ TM_INLINE int32_t tm_rq_form(int32_t fast, int32_t act_min, int32_t act_max) {
             call_exact;                                                                   \
         }                                                                                 \
     } while (0)
-
-/* One or two columns (column 1 at col0 + off, both in the arena; off < 0: one column)
- * through all n sparse rows: row o's int8 result goes to d0[o] and d1[o], requantized as
- * the dense GEMM does (tm_gemm2). `form` is a constant at each call, so each loop is
- * compiled with one requantization form and its accumulators in registers. The outputs
- * never overlap the columns (CONV_2D and FULLY_CONNECTED are never in place). */
-TM_INLINE void tm_sparse_gemm2_rows(const int8_t *col0, int32_t off, const tm_sparse_rows *w,
-                                    int32_t n, const tm_gemm_q *q, int8_t *d0, int8_t *d1,
-                                    int32_t form) {
-    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
-    const int32_t *kb = q->kbias, *mu = q->mult, *sh = q->shift;
-    const uint8_t *nz = w->nz, *c8 = w->count8;
-    const uint16_t *c16 = w->count;
-    int32_t o, acc[2];
-    for (o = 0; o < n; ++o) {
-        const int32_t count = c8 ? c8[o] : c16[o];
-        const tm_rq r = TM_SPARSE_RQ(form, mu[o], sh[o], q->out_zp);
-        acc[0] = acc[1] = kb[o];
-        if (off >= 0) {
-            int8_t y0, y1;
-            nz = tm_sparse_dot2(nz, count, col0, off, acc);
-            y0 = TM_SPARSE_OUT(form, r, cl, acc[0]);
-            y1 = TM_SPARSE_OUT(form, r, cl, acc[1]);
-            d0[o] = y0;
-            d1[o] = y1;
-        } else {
-            nz = tm_sparse_dot1(nz, count, col0, acc);
-            d0[o] = TM_SPARSE_OUT(form, r, cl, acc[0]);
-        }
-    }
-}
-
-/* Columns col0 and col1 (col1 NULL: one column) through the sparse rows. */
-TM_NOINLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
-                                 const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                 int8_t *dst0, int8_t *dst1) {
-    const int32_t off = col1 ? (int32_t)(col1 - col0) : -1; /* -1: one column */
-    TM_RQ_DISPATCH(tm_rq_form(q->fast, q->act_min, q->act_max),
-                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_FULL),
-                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_FAST),
-                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_EXACT));
-}
 
 /* The index of the lowest set bit of m != 0: RBIT + CLZ where the core has CLZ (Armv7-M,
  * hosts). Armv6-M (Cortex-M0) has neither, and GCC's __builtin_ctz there is a libgcc call
@@ -1047,6 +964,33 @@ TM_INLINE void tm_taps_runs(const tm_taps *t, const int8_t *x0, int32_t rstep,
     }
 }
 
+/* The outputs of a tabled row (tm_taps_rows) around the rectangle of its taps, where a
+ * tap may fall outside box `in` and read the input zero point; with one tap it is outside
+ * there, so they are the requantized bias plus zp * w. */
+TM_COLD void tm_taps_around(const tm_conv_params *p, const tm_taps *t, tm_box in, int32_t ic,
+                            tm_box out, int32_t oc, int32_t pad_top, int32_t pad_left) {
+    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
+    const int32_t y0 = t->y0, y1 = t->y1, x0 = t->x0, x1 = t->x1, zp = p->in_zp;
+    const int8_t yb = tm_rq_out(r, cl, tm_wrap_add(t->kb, zp * t->tab[1]));
+    int32_t oy, ox;
+    for (oy = 0; oy < out.h; ++oy) {
+        const int32_t iy0 = oy * p->sh - pad_top;
+        /* a row across the rectangle has its columns [x0, x1) run by tm_taps_rows */
+        const int32_t across = oy >= y0 && oy < y1 && x1 > x0, a = across ? x0 : out.w;
+        int8_t *dst = tm_at(out, oy, 0) + oc;
+        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
+            if (ox == a) {
+                ox = x1 - 1;
+                dst += (x1 - 1 - a) * out.pix;
+                continue;
+            }
+            *dst = t->n == 1 ? yb : tm_taps_border(t, in, ic, zp, r, cl, TM_RQ_EXACT, iy0,
+                                                   ox * p->sw - pad_left);
+        }
+    }
+}
+
 /* Output channel oc of a tabled channel (1 <= n <= TM_TAPS) from channel ic of box
  * `in` (the offsets were made for its strides). The pixels around the rectangle of its taps
  * go through tm_taps_border (with one tap, the tap is outside there: they are the requantized
@@ -1056,10 +1000,9 @@ TM_INLINE void tm_taps_runs(const tm_taps *t, const int8_t *x0, int32_t rstep,
 static inline void tm_taps_rows(const tm_conv_params *p, const tm_taps *t, tm_box in,
                                 int32_t ic, tm_box out, int32_t oc, int32_t pad_top,
                                 int32_t pad_left) {
-    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
     const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
     const int32_t form = tm_rq_form(p->fast_rq, p->act_min, p->act_max);
-    const int32_t n = t->n, zp = p->in_zp, sh = p->sh, sw = p->sw;
+    const int32_t sh = p->sh, sw = p->sw;
     const int32_t y0 = t->y0, y1 = t->y1, x0 = t->x0, x1 = t->x1;
     const int32_t along_x = x1 - x0 >= y1 - y0;
     /* a run: its length and the steps of the input and output along it; the runs: */
@@ -1068,25 +1011,8 @@ static inline void tm_taps_rows(const tm_conv_params *p, const tm_taps *t, tm_bo
     const int32_t ostep = along_x ? out.pix : out.row;
     const int32_t rstep = along_x ? sh * in.row : sw * in.pix;
     const int32_t dstep = along_x ? out.row : out.pix;
-    int32_t oy, ox;
-    if (y0 > 0 || y1 < out.h || x0 > 0 || x1 < out.w) { /* the pixels around the rectangle */
-        const int8_t yb = tm_requant_out(tm_wrap_add(t->kb, zp * t->tab[1]), p->mult[oc],
-                                         p->shift[oc], p->out_zp, p->act_min, p->act_max);
-        for (oy = 0; oy < out.h; ++oy) {
-            const int32_t iy0 = oy * sh - pad_top;
-            /* a row across the rectangle has its columns [x0, x1) run below */
-            const int32_t across = oy >= y0 && oy < y1 && x1 > x0, a = across ? x0 : out.w;
-            int8_t *dst = tm_at(out, oy, 0) + oc;
-            for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
-                if (ox == a) {
-                    ox = x1 - 1;
-                    dst += (x1 - 1 - a) * out.pix;
-                    continue;
-                }
-                *dst = n == 1 ? yb : tm_taps_border(t, in, ic, zp, r, cl, TM_RQ_EXACT, iy0,
-                                                    ox * sw - pad_left);
-            }
-        }
+    if (TM_SPARSE_BORDER && (y0 > 0 || y1 < out.h || x0 > 0 || x1 < out.w)) {
+        tm_taps_around(p, t, in, ic, out, oc, pad_top, pad_left);
     }
     if (len > 0) {
         /* the window origin may lie outside the box: index from the box start */
@@ -1209,10 +1135,10 @@ static inline void tm_im2col(const tm_conv_params *p, tm_box in, int32_t oy, int
 
 /* CONV_2D as a GEMM over output pixel pairs (raster order across the box): `kind` (a
  * constant at every call, so only one GEMM is compiled in) is TM_GEMM_DENSE (the paired
- * filter), TM_GEMM_LISTS (non-zero lists) or TM_GEMM_MASK (the bitmask). A 1x1 window without padding (scratch NULL) reads its
- * columns straight from the input pixels; any other window gathers two columns into
+ * filter) or TM_GEMM_MASK (the bitmask rows of more than TM_MASK_ROW taps). A 1x1 window
+ * without padding (scratch NULL) reads its columns straight from the input pixels; any other window gathers two columns into
  * `scratch` (2 * KH * KW * C bytes, planned by Conv2D.scratch_bytes). */
-enum { TM_GEMM_DENSE, TM_GEMM_LISTS, TM_GEMM_MASK };
+enum { TM_GEMM_DENSE, TM_GEMM_MASK };
 
 TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
                               int32_t pad_top, int32_t pad_left, int8_t *scratch,
@@ -1221,7 +1147,6 @@ TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
     const int32_t n = out.h * out.w;
     const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
                          p->fast_rq};
-    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
     int32_t i, oy = 0, ox = 0;
     for (i = 0; i < n; i += 2) {
         const int32_t last = i + 1 == n;
@@ -1239,9 +1164,7 @@ TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
             c0 = tm_at(in, oy * p->sh, ox * p->sw);
             c1 = last ? c0 : tm_at(in, oy1 * p->sh, ox1 * p->sw);
         }
-        if (kind == TM_GEMM_LISTS) {
-            tm_sparse_gemm2(c0, last ? NULL : c1, &sp, out.c, &q, d0, d1);
-        } else if (kind == TM_GEMM_MASK) {
+        if (kind == TM_GEMM_MASK) {
             tm_mask_gemm2(c0, last ? NULL : c1, p->mask, p->filter, k, out.c, &q, d0, d1);
         } else {
             tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
@@ -1359,7 +1282,7 @@ TM_NOINLINE void tm_conv2d_sparse_taps(const tm_conv_params *p, tm_box in, tm_bo
         if (t.n == 0) {
             tm_taps_fill(out, o, tm_requant_out(t.kb, p->mult[o], p->shift[o], p->out_zp,
                                                 p->act_min, p->act_max));
-        } else if (t.n > TM_TAPS) {
+        } else if (TM_SPARSE_LONG && t.n > TM_TAPS) {
             tm_conv2d_sparse_row(p, in, out, nz, count, o, pad_top, pad_left);
         } else {
             tm_taps_rows(p, &t, in, 0, out, o, pad_top, pad_left);
@@ -1374,6 +1297,68 @@ TM_INLINE int32_t tm_conv_pointwise(const tm_conv_params *p, tm_box in, tm_box o
                                     int32_t pad_top, int32_t pad_left) {
     return p->kh == 1 && p->kw == 1 && pad_top == 0 && pad_left == 0 &&
            (out.h - 1) * p->sh < in.h && (out.w - 1) * p->sw < in.w;
+}
+
+/* GCC turns a short byte-fill loop into a memset call, which costs more than the few
+ * bytes a window's border takes; the gather keeps its loops. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TM_KEEP_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define TM_KEEP_LOOPS
+#endif
+
+/* The im2col column of output pixel (oy, ox) (tm_im2col_block's general case: a window
+ * across the border of box `in`, or pixels that are not one run): per kernel row, the taps
+ * left and right of the box hold the input zero point, the ones inside are copied. */
+TM_NOINLINE TM_KEEP_LOOPS void tm_im2col_border(const tm_conv_params *p, tm_box in, int32_t oy,
+                                            int32_t ox, int32_t pad_top, int32_t pad_left,
+                                            int8_t *col) {
+    const int32_t c = in.c, kw = p->kw, dw = p->dw, span = kw * c, run = dw == 1 && in.pix == c;
+    const int32_t iy0 = oy * p->sh - pad_top, ix0 = ox * p->sw - pad_left;
+    /* the taps [kx0, kx1) of a kernel row lie inside the box */
+    const int32_t a = ix0 >= 0 ? 0 : tm_ceil_div(-ix0, dw), b = tm_ceil_div(in.w - ix0, dw);
+    const int32_t kx0 = a < kw ? a : kw, kx1 = b < kx0 ? kx0 : (b > kw ? kw : b);
+    int32_t ky, kx, j;
+    for (ky = 0; ky < p->kh; ++ky, col += span) {
+        const int32_t iy = iy0 + ky * p->dh, inside = iy >= 0 && iy < in.h;
+        const int32_t lo = inside ? kx0 * c : span, hi = inside ? kx1 * c : span;
+        for (j = 0; j < span; ++j) {
+            col[j] = (int8_t)p->in_zp;
+        }
+        for (kx = kx0; kx < kx1 && lo < hi; kx = run ? kx1 : kx + 1) { /* a run: one copy */
+            tm_copy_bytes(col + kx * c, tm_at(in, iy, ix0 + kx * dw), run ? hi - lo : c);
+        }
+    }
+}
+
+/* The im2col columns of the nb output pixels from (oy, ox) on (raster order over an
+ * output `ow` pixels wide) for the sparse blocks, K bytes each in filter order: the bytes
+ * the dense GEMM's tm_im2col gathers. A window inside the box whose kernel rows are runs
+ * (no dilation, pixel stride = channels) copies them, any other goes through
+ * tm_im2col_border. */
+TM_NOINLINE void tm_im2col_block(const tm_conv_params *p, tm_box in, int32_t ow, int32_t oy,
+                                 int32_t ox, int32_t nb, int32_t pad_top, int32_t pad_left,
+                                 int8_t *col) {
+    const int32_t kh = p->kh, span = p->kw * in.c, ystep = p->dh * in.row;
+    const int32_t run = p->dw == 1 && in.pix == in.c;
+    int32_t ky;
+    for (; nb > 0; --nb) {
+        const int32_t iy0 = oy * p->sh - pad_top, ix0 = ox * p->sw - pad_left;
+        if (run && iy0 >= 0 && iy0 + (kh - 1) * p->dh < in.h && ix0 >= 0 &&
+            ix0 + p->kw <= in.w) {
+            const int8_t *src = tm_at(in, iy0, ix0);
+            for (ky = 0; ky < kh; ++ky, col += span, src += ystep) {
+                tm_copy_bytes(col, src, span);
+            }
+        } else {
+            tm_im2col_border(p, in, oy, ox, pad_top, pad_left, col);
+            col += kh * span;
+        }
+        if (++ox == ow) {
+            ox = 0;
+            ++oy;
+        }
+    }
 }
 
 /* A sparse window CONV_2D over blocks of im2col columns (`cols` >= 4 of them fit the
@@ -1396,14 +1381,7 @@ TM_NOINLINE void tm_conv2d_sparse_blocks(const tm_conv_params *p, tm_box in, tm_
         const tm_box cb = tm_box_make(scratch, 1, nb, k, k, nb * k);
         const tm_box ob = tm_box_make(tm_at(out, oy0, ox0), 1, nb, out.c, out.pix,
                                       nb * out.pix);
-        int32_t j, oy = oy0, ox = ox0;
-        for (j = 0; j < nb; ++j) {
-            tm_im2col(p, in, oy, ox, pad_top, pad_left, scratch + j * k);
-            if (++ox == out.w) {
-                ox = 0;
-                ++oy;
-            }
-        }
+        tm_im2col_block(p, in, out.w, oy0, ox0, nb, pad_top, pad_left, scratch);
         if (masked) {
             tm_conv2d_mask_pointwise(p, cb, ob, 1, 1);
         } else {
@@ -1415,31 +1393,30 @@ TM_NOINLINE void tm_conv2d_sparse_blocks(const tm_conv_params *p, tm_box in, tm_
 
 /* Sparse CONV_2D stored as non-zero lists (the generator calls it for them, so a model
  * without dense convs links no dense GEMM): a 1x1 that never pads runs its rows over the
- * input pixels; a window conv the sparse GEMM over im2col columns when `scratch` was
- * planned (two columns share every entry, and the window's border is the im2col's), else
- * its tap tables. */
+ * input pixels; a window conv its rows over blocks of `cols` im2col columns when `scratch`
+ * was planned (the window's border is the im2col's), else its tap tables. */
 static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box out,
                                    int32_t pad_top, int32_t pad_left, int8_t *scratch,
                                    int32_t cols) {
     if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
         tm_conv2d_sparse_pointwise(p, in, out, p->sh, p->sw);
-    } else if (scratch && cols >= 4) {
-        tm_conv2d_sparse_blocks(p, in, out, pad_top, pad_left, scratch, cols, 0);
     } else if (scratch) {
-        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_LISTS);
+        tm_conv2d_sparse_blocks(p, in, out, pad_top, pad_left, scratch, cols, 0);
     } else {
         tm_conv2d_sparse_taps(p, in, out, pad_top, pad_left);
     }
 }
 
-/* Sparse CONV_2D stored as the bitmask (the generator calls it for them): the bitmask GEMM
- * over im2col or pixel columns when the bias was folded (kbias), else the direct loop. */
+/* Sparse CONV_2D stored as the bitmask (the generator calls it for them): with the bias
+ * folded (kbias), rows of at most TM_MASK_ROW taps decoded into lists and run as the lists
+ * are (over the input pixels of a 1x1, im2col blocks of a window), longer rows through the
+ * bitmask GEMM over im2col or pixel columns; else the direct loop. */
 static inline void tm_conv2d_masked(const tm_conv_params *p, tm_box in, tm_box out,
                                     int32_t pad_top, int32_t pad_left, int8_t *scratch,
                                     int32_t cols) {
     if (p->kbias && in.c <= TM_MASK_ROW && tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
         tm_conv2d_mask_pointwise(p, in, out, p->sh, p->sw);
-    } else if (p->kbias && scratch && cols >= 4 && p->kh * p->kw * in.c <= TM_MASK_ROW) {
+    } else if (p->kbias && scratch && p->kh * p->kw * in.c <= TM_MASK_ROW) {
         tm_conv2d_sparse_blocks(p, in, out, pad_top, pad_left, scratch, cols, 1);
     } else if (p->kbias && (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left))) {
         tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_MASK);

@@ -522,6 +522,34 @@ static inline void tm_dws_of(const tm_conv_params *p, tm_box in, tm_box out, int
     tm_taps_rect(t, p, in, out, pad_top, pad_left, ext[0], ext[1], ext[2], ext[3]);
 }
 
+/* Output channel oc of a sparse depthwise channel of more than TM_TAPS non-zero taps
+ * (from channel ic of box `in`; values: its first non-zero weight), pixel by pixel: each
+ * output walks the channel's bits, a tap outside the box adds nothing. */
+TM_COLD void tm_dws_walk(const tm_conv_params *p, tm_box in, int32_t ic, tm_box out,
+                         int32_t oc, int32_t pad_top, int32_t pad_left, const int8_t *values) {
+    const int32_t taps = p->kh * p->kw;
+    int32_t oy, ox, ky, kx;
+    for (oy = 0; oy < out.h; ++oy) {
+        for (ox = 0; ox < out.w; ++ox) {
+            const int8_t *v = values;
+            int32_t acc = 0, bit = oc * taps;
+            for (ky = 0; ky < p->kh; ++ky) {
+                const int32_t iy = oy * p->sh - pad_top + ky * p->dh;
+                for (kx = 0; kx < p->kw; ++kx, ++bit) {
+                    const int32_t ix = ox * p->sw - pad_left + kx * p->dw;
+                    if (tm_bit(p->mask, bit)) {
+                        const int32_t w = *v++;
+                        if (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w) {
+                            acc += ((int32_t)tm_at(in, iy, ix)[ic] - p->in_zp) * w;
+                        }
+                    }
+                }
+            }
+            tm_at(out, oy, ox)[oc] = tm_conv_out(p, acc, oc);
+        }
+    }
+}
+
 /* Output channel oc of a sparse depthwise from channel ic of box `in`, its table t made
  * for that box (values: the channel's first non-zero weight, for the untabled walk). */
 TM_NOINLINE void tm_dws_channel(const tm_conv_params *p, const tm_taps *t, tm_box in,
@@ -529,8 +557,8 @@ TM_NOINLINE void tm_dws_channel(const tm_conv_params *p, const tm_taps *t, tm_bo
                                 int32_t pad_left, const int8_t *values) {
     if (t->n == 0) {
         tm_taps_fill(out, oc, tm_conv_out(p, 0, oc));
-    } else if (t->n > TM_TAPS) {
-        (void)tm_depthwise_channel(p, in, ic, out, oc, pad_top, pad_left, values);
+    } else if (TM_SPARSE_LONG && t->n > TM_TAPS) {
+        tm_dws_walk(p, in, ic, out, oc, pad_top, pad_left, values);
     } else {
         tm_taps_rows(p, t, in, ic, out, oc, pad_top, pad_left);
     }
