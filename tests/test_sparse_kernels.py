@@ -221,6 +221,25 @@ def test_window_convs_plan_im2col_blocks() -> None:
         [20 * 45, 0, 4 * 175]
 
 
+def bitmask_window_graph() -> Graph:
+    """A 3x3 conv over 7x5x11 pruned to 40 % (the bitmask), as a sparse build plans it."""
+    b = GraphBuilder((7, 5, 11), seed=5)
+    g = b.build(b.conv(b.input, 9, kernel=3, activation="NONE"))
+    return set_sparse(prune(g, np.random.default_rng(4), 0.4))
+
+
+def test_bitmask_window_conv_runs_im2col_blocks(tmp_path: Path) -> None:
+    """A moderately pruned 3x3 conv (the bitmask, 99 taps a row) in a sparse build's plan
+    decodes its rows once per block of im2col columns (tm_conv2d_mask_rows; a 7x5 map in
+    blocks of 8: a last block of 3), bit-exact with the reference, for the layer and the
+    patch schedule."""
+    g = bitmask_window_graph()
+    assert set(plan_formats(g).values()) == {"mask"}
+    assert sparse_block_columns(g.ops[0], g) == 8
+    text = check_c_equals_reference(g, tmp_path / "mb", np.random.default_rng(6))
+    assert "tm_conv2d_mask_rows(" in text and "tm_conv2d_masked(" not in text
+
+
 def lists_graph() -> Graph:
     """A 1x1 conv, a strided 5x5 SAME conv and a fully-connected head pruned to 4 %."""
     b = GraphBuilder((7, 7, 45), seed=3)
@@ -261,7 +280,9 @@ def test_each_bitmask_kernel_runs(tmp_path: Path) -> None:
     for memory in (False, True):
         graph = set_optimize(g, "memory") if memory else g
         text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
-        assert text.count("tm_conv2d_masked(") == 2 and "tm_fully_connected_sparse(" in text
+        # the 1x1's rows take the row paths alone; the 325-tap window the bitmask GEMM
+        assert text.count("tm_conv2d_mask_rows(") == 1 and text.count("tm_conv2d_masked(") == 1
+        assert "tm_fully_connected_sparse(" in text
 
 
 def test_wide_bitmask_pointwise_takes_the_pixel_gemm(tmp_path: Path) -> None:
@@ -379,7 +400,8 @@ def test_sparse_kernels_on_cortex_m4_and_m0(board: str, tmp_path: Path) -> None:
     # and as a --sparse build plans them: the im2col blocks
     graphs.update({f"{name}-blocks": set_sparse(tap_table_graph() if name == "taps" else
                                                  (lists_graph, bitmask_graph)[k]())
-                   for k, name in enumerate(("lists", "bitmask", "taps"))})
+                   for k, name in enumerate(("lists", "bitmask", "taps"))},
+                  window=bitmask_window_graph())
     for name, g in graphs.items():
         run_on_qemu(g, board, tmp_path / name, rng, name)
 

@@ -77,6 +77,9 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
                     act_min=p.act_min, act_max=p.act_max, **extra)
 
 
+#: the longest bitmask row the sparse kernels decode into a list (tm_conv.h's TM_MASK_ROW)
+MASK_ROW = 128
+
 #: the short requantization's accumulator bound (tm_rq_out_fast): |acc| < 2^29
 FAST_RQ_BOUND = 1 << 29
 
@@ -165,8 +168,13 @@ def emit_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
     # the sparse kernels take the im2col columns the scratch holds (a block when planned)
     flt = unit.graph.tensors[op.inputs[1]].shape
     cols = ops.step_scratch(unit.graph, step) // int(flt[1] * flt[2] * flt[3])
-    if fmt == "lists" and cols == 0 and not (tuple(flt[1:3]) == (1, 1) and pad[0] == pad[2] == 0):
+    unpadded_1x1 = tuple(flt[1:3]) == (1, 1) and pad[0] == pad[2] == 0
+    if fmt == "lists" and cols == 0 and not unpadded_1x1:
         unit.note_sparse_taps(filter_rows(op, unit.graph), True)  # the rows' tap tables
-    kernel = "tm_conv2d_lists" if fmt == "lists" else "tm_conv2d_masked"
+    has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0  # a bitmask conv's kbias (fields)
+    rows = fmt == "mask" and has_bias and int(np.prod(flt[1:])) <= MASK_ROW and (
+        cols > 0 or unpadded_1x1)  # decoded rows over pixels or im2col blocks only
+    kernel = "tm_conv2d_lists" if fmt == "lists" else \
+        "tm_conv2d_mask_rows" if rows else "tm_conv2d_masked"
     return [f"{kernel}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch}, "
             f"{cols});"]

@@ -1436,6 +1436,20 @@ static inline void tm_conv2d_masked(const tm_conv_params *p, tm_box in, tm_box o
     }
 }
 
+/* tm_conv2d_masked's row paths alone: the generator calls it for a bitmask CONV_2D with
+ * the bias folded, rows of at most TM_MASK_ROW taps and either no padding on a 1x1 or an
+ * im2col buffer, so a model whose bitmask convs are all such links neither the bitmask
+ * GEMM nor the direct loop. */
+static inline void tm_conv2d_mask_rows(const tm_conv_params *p, tm_box in, tm_box out,
+                                       int32_t pad_top, int32_t pad_left, int8_t *scratch,
+                                       int32_t cols) {
+    if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+        tm_conv2d_mask_pointwise(p, in, out, p->sh, p->sw);
+    } else {
+        tm_conv2d_sparse_blocks(p, in, out, pad_top, pad_left, scratch, cols, 1);
+    }
+}
+
 /* Dense CONV_2D: the GEMM when the generator emitted the paired filter (`scratch` is then
  * the im2col buffer of a window conv, NULL for a 1x1); else the direct loop below (a window
  * conv planned without scratch, --optimize memory). Sparse filters run tm_conv2d_lists and
