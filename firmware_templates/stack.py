@@ -111,7 +111,8 @@ def pretend_args(disassembly: str) -> dict[str, int]:
     of an object: a function whose first instruction is ``sub sp, #N`` and whose second
     pushes registers (``push`` / ``stmdb sp!``) stored N bytes of its arguments there."""
     out: dict[str, int] = {}
-    name, insns = None, []
+    name: str | None = None
+    insns: list[tuple[str, str]] = []
     for line in disassembly.splitlines():
         m = _FUNC.match(line)
         if m:
