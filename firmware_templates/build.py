@@ -21,11 +21,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from tinymcu.errors import OverBudget, TinymcuError
 from tinymcu.firmware_templates.linkmap import ElfSection, LinkMap, elf_sections, read_map
-from tinymcu.firmware_templates.stack import stack_bound
+from tinymcu.firmware_templates.stack import pretend_args, stack_bound
 from tinymcu.firmware_templates.targets import Target, get_target
 from tinymcu.outputs import atomic_dir
 
 CC = "arm-none-eabi-gcc"
+OBJDUMP = "arm-none-eabi-objdump"
 #: compile flags shared by every board (the CPU flag is added per target)
 CFLAGS = ("-mthumb", "-Os", "-std=c99", "-Wall", "-Wextra", "-Werror",
           "-ffunction-sections", "-fdata-sections")
@@ -286,8 +287,13 @@ def build_firmware(model_dir: Path, board: str, out_dir: Path,
             objects.append(obj)
         # a streamed model calls its input provider through a pointer: main.c's read_rows
         # (or the model's own tm_read_image behind prefix_invoke) are the only targets
+        pretend: dict[str, int] = {}
+        for obj in objects:  # the frames' pretend arguments, which the .ci leaves out
+            dis = _run([_tool(OBJDUMP), "-d", "--no-show-raw-insn", obj], tmp)
+            for name, n in pretend_args(dis.stdout).items():
+                pretend[name] = max(n, pretend.get(name, 0))
         bound = stack_bound(sorted((tmp / "build").glob("*.ci")),
-                            STREAM_READERS if header.streamed else ())
+                            STREAM_READERS if header.streamed else (), pretend)
         target = replace(target, stack_bytes=stack_bytes or -(-bound // 8) * 8)
         (tmp / "link.ld").write_text(
             render_project(target, model_dir.name, data, semihosting, samples,

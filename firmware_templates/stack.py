@@ -12,6 +12,11 @@ memset, strlen: newlib's leaf assembly; libgcc's division and 64-bit helpers on
 Cortex-M0, its soft-float routines everywhere) are charged a fixed allowance, since their
 objects carry no call-graph info. The QEMU run checks the bound against the painted
 stack's real high-water mark.
+
+GCC's frame sizes leave out a function's *pretend arguments*: a struct passed partly in
+r0-r3 and partly on the stack (a kernel's box by value) makes the callee store its
+register part next to the stacked part first (``sub sp, #N`` before the push), N bytes
+the ``.ci`` does not count. :func:`pretend_args` reads them from the objects' disassembly.
 """
 
 from __future__ import annotations
@@ -97,16 +102,49 @@ def _name(title: str) -> str:
     return title.rsplit(":", 1)[-1]
 
 
-def stack_bound(ci_files: list[Path], indirect_targets: tuple[str, ...] = ()) -> int:
+_FUNC = re.compile(r"^[0-9a-f]+ <([^>]+)>:$")
+_INSN = re.compile(r"^\s*[0-9a-f]+:\s+(\S+)\s*(.*)$")
+
+
+def pretend_args(disassembly: str) -> dict[str, int]:
+    """Function name → bytes of pretend arguments, from ``objdump -d --no-show-raw-insn``
+    of an object: a function whose first instruction is ``sub sp, #N`` and whose second
+    pushes registers (``push`` / ``stmdb sp!``) stored N bytes of its arguments there."""
+    out: dict[str, int] = {}
+    name: str | None = None
+    insns: list[tuple[str, str]] = []
+    for line in disassembly.splitlines():
+        m = _FUNC.match(line)
+        if m:
+            name, insns = m.group(1), []
+            continue
+        m = _INSN.match(line)
+        if name is None or not m or len(insns) >= 2:
+            continue
+        insns.append((m.group(1), m.group(2).split("@")[0].strip()))
+        if len(insns) == 2:
+            (op0, arg0), (op1, arg1) = insns
+            sub = re.fullmatch(r"sp, #(\d+)", arg0) if op0 in ("sub", "sub.w") else None
+            if sub and (op1.startswith("push") or (op1.startswith("stmdb") and
+                                                   arg1.startswith("sp!"))):
+                out[name] = int(sub.group(1))
+    return out
+
+
+def stack_bound(ci_files: list[Path], indirect_targets: tuple[str, ...] = (),
+                pretend: dict[str, int] | None = None) -> int:
     """Bytes of stack the firmware can ever use (see the module docstring).
 
     ``indirect_targets``: names of the only functions the image calls through a pointer
     (a streamed model's read function: ``main.c``'s provider and the model's own
     ``tm_read_image``); each indirect call is charged the deepest of them. Without them
-    an indirect call makes the depth unprovable."""
+    an indirect call makes the depth unprovable. ``pretend``: each function's pretend
+    arguments (:func:`pretend_args`), added to its frame."""
     graph = CallGraph()
     for p in ci_files:
         graph.add(Path(p).read_text(errors="replace"))
+    for title, (size, kind) in graph.frames.items():
+        graph.frames[title] = (size + (pretend or {}).get(_name(title), 0), kind)
     titles = tuple(t for t in graph.frames if _name(t).split(".")[0] in indirect_targets)
     missing = set(indirect_targets) - {_name(t).split(".")[0] for t in titles}
     for caller, callees in graph.calls.items():

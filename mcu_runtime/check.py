@@ -22,6 +22,7 @@ from tinymcu import __version__
 from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime import ops
 from tinymcu.mcu_runtime.ir import Graph
+from tinymcu.mcu_runtime.ops.conv import set_sparse
 from tinymcu.mcu_runtime.passes import FUSED_KIND
 from tinymcu.mcu_runtime.pipeline import TARGETS, candidate_schedules, load_graph, pick
 from tinymcu.mcu_runtime.planner import Plan, plan
@@ -142,16 +143,19 @@ def usage(graph: Graph, p: Plan) -> ScheduleUsage:
 
 def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
                 schedule: str = "layer", strategy: str = "best",
-                fuse: bool = False) -> CheckReport:
+                fuse: bool = False, sparse: bool = False) -> CheckReport:
     """Plan ``path`` under ``budget`` and decide whether it fits. Pure: writes nothing.
 
-    ``fuse``: plan with the expand + depthwise pairs fused (see ``pipeline.load_graph``)."""
+    ``fuse``: plan with the expand + depthwise pairs fused (see ``pipeline.load_graph``);
+    ``sparse``: plan the scratch of a ``--sparse`` build (``ops.conv.set_sparse``: the
+    window convs' im2col blocks), the SRAM the sparse firmware takes."""
     if target not in TARGETS:
         raise TinymcuError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if target.startswith("tflm") and schedule != "layer":
         raise TinymcuError(f"TFLM runs op by op: --target {target} takes only --schedule layer")
     path = Path(path)
     data, graph = load_graph(path, target, fuse)
+    graph = set_sparse(graph) if sparse and target == "tinymcu" else graph
     model = Model(path.stem, str(path), hashlib.sha256(data).hexdigest(), len(data),
                   len(graph.ops), graph.weight_bytes(), sparse_weight_bytes(graph))
 

@@ -29,7 +29,12 @@ from tinymcu.firmware_templates.build import build_firmware, read_header, render
 from tinymcu.firmware_templates.linkmap import elf_sections, read_map
 from tinymcu.firmware_templates.pipeline import FirmwareReport, make_firmware
 from tinymcu.firmware_templates.qemu import parse_run, run_qemu
-from tinymcu.firmware_templates.stack import EXCEPTION_FRAME, LIBC_LEAVES, stack_bound
+from tinymcu.firmware_templates.stack import (
+    EXCEPTION_FRAME,
+    LIBC_LEAVES,
+    pretend_args,
+    stack_bound,
+)
 from tinymcu.firmware_templates.targets import TARGETS, get_target
 
 DATA = Path(__file__).parent / "data"
@@ -222,6 +227,33 @@ def test_stack_bound_is_the_deepest_path_plus_one_interrupt(tmp_path: Path) -> N
              _ci(tmp_path, {"tinymcu_run": frames["tinymcu_run"],
                             "a.c:kernel": frames["a.c:kernel"]}, edges[3:5])]
     assert stack_bound(split) == deepest + EXCEPTION_FRAME
+
+
+def test_pretend_arguments_are_charged_to_their_frames(tmp_path: Path) -> None:
+    """A function taking a box by value partly in registers spills them below its stacked
+    part (``sub sp, #16`` before the push), bytes GCC's frame size leaves out: read from
+    the disassembly and added to the frame; a leaf that only makes room for locals is not
+    charged twice."""
+    dis = """
+00000000 <tm_kernel.constprop.0>:
+   0:	sub	sp, #16
+   2:	stmdb	sp!, {r4, r5, r6, r7, r8, r9, sl, fp, lr}
+   6:	sub	sp, #412	@ 0x19c
+
+00000000 <tm_leaf>:
+   0:	sub	sp, #8
+   2:	movs	r3, #0
+
+00000000 <tinymcu_run>:
+   0:	push	{r4, lr}
+   2:	sub	sp, #24
+"""
+    assert pretend_args(dis) == {"tm_kernel.constprop.0": 16}
+    frames = {"Reset_Handler": "8 bytes (static)", "main": "8 bytes (static)",
+              "a.c:tm_kernel.constprop.0": "448 bytes (static)"}
+    edges = [("Reset_Handler", "main"), ("main", "a.c:tm_kernel.constprop.0")]
+    ci = _ci(tmp_path, frames, edges)
+    assert stack_bound([ci], pretend=pretend_args(dis)) == stack_bound([ci]) + 16 == 8 + 8 + 464
 
 
 @pytest.mark.parametrize("frames,edges,match", [

@@ -27,14 +27,14 @@ from tinymcu.errors import TinymcuError
 from tinymcu.firmware_templates.build import build_firmware
 from tinymcu.firmware_templates.qemu import parse_run, run_qemu
 from tinymcu.firmware_templates.targets import get_target
-from tinymcu.mcu_runtime import patch
+from tinymcu.mcu_runtime import ops, patch
 from tinymcu.mcu_runtime.check import sparse_weight_bytes
 from tinymcu.mcu_runtime.codegen import generate
 from tinymcu.mcu_runtime.codegen.emitters import SPARSE_FORM
 from tinymcu.mcu_runtime.codegen.sparse import MAX_GAP, plan_formats, sparse_row_lists
 from tinymcu.mcu_runtime.emulator import emulate
 from tinymcu.mcu_runtime.ir import Graph
-from tinymcu.mcu_runtime.ops.conv import set_optimize
+from tinymcu.mcu_runtime.ops.conv import set_optimize, set_sparse, sparse_block_columns
 from tinymcu.mcu_runtime.planner import plan
 from tinymcu.mcu_runtime.schedule import layer_schedule
 
@@ -152,6 +152,94 @@ def test_sparse_c_kernels_equal_the_reference(seed: int, density: float, memory:
     assert ("_mask[" in text) == ("mask" in formats)
 
 
+def prune_rows(graph: Graph, rng: np.random.Generator, density: float) -> Graph:
+    """Prune every filter row (an output channel; a depthwise channel's taps) to its own
+    density: all weights kept, none, or ``density`` of them at random."""
+    tensors = list(graph.tensors)
+    for op in graph.ops:
+        if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        t = tensors[op.inputs[1]]
+        w = np.asarray(t.data).copy()
+        rows = w.reshape(-1, w.shape[-1]).T if op.kind == "DEPTHWISE_CONV_2D" else \
+            w.reshape(w.shape[0], -1)
+        for r in rows:  # a view: rows of w
+            keep = rng.choice([0.0, 1.0, density])
+            r[rng.random(r.size) >= keep] = 0
+        tensors[t.index] = replace(t, data=w)
+    return replace(graph, tensors=tensors)
+
+
+def extreme_zero_points(graph: Graph, rng: np.random.Generator) -> Graph:
+    """Every activation's zero point at -128, 127 or as built (the requantization's
+    folded zero point and the border's zero-point bytes at their limits)."""
+    tensors = list(graph.tensors)
+    for t in tensors:
+        if not t.is_const and t.dtype == "int8" and t.quant is not None:
+            zp = int(rng.choice([-128, 127, int(t.quant.zero_point[0])]))
+            tensors[t.index] = replace(t, quant=replace(
+                t.quant, zero_point=np.full_like(t.quant.zero_point, zp)))
+    return replace(graph, tensors=tensors)
+
+
+def sparse_graph(seed: int, density: float) -> Graph:
+    """A random graph (random_graph) planned as a --sparse build plans it (set_sparse: im2col
+    blocks for window convs), rows pruned to 0, 1 or ``density``, extreme zero points."""
+    rng = np.random.default_rng(seed)
+    g = extreme_zero_points(prune_rows(random_graph(rng), rng, density), rng)
+    return set_sparse(g)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), density=st.sampled_from([0.05, 0.1, 0.3, 0.7]))
+def test_sparse_build_kernels_equal_the_reference(seed: int, density: float,
+                                                  tmp_path: Path) -> None:
+    """With the sparse build's plan (im2col blocks), rows of every density from none to
+    all, odd channel counts and zero points at -128 and 127, the C kernels — the window
+    convs' blocks, the fully-connected head through the 1x1 rows, the padded-plane
+    depthwise — equal the reference for the layer and patch schedules."""
+    graph = sparse_graph(seed, density)
+    text = check_c_equals_reference(graph, tmp_path / f"s{seed}", np.random.default_rng(seed))
+    assert "#define TM_SPARSE_PATHS " in text
+
+
+def test_window_convs_plan_im2col_blocks() -> None:
+    """A sparse build plans its window convs a block of columns (a multiple of 4 within
+    SPARSE_BLOCK_BYTES, at least 4, at most the output's pixels); the dense plan keeps the
+    GEMM's two, and a 1x1 conv none."""
+    b = GraphBuilder((9, 7, 5), seed=2)
+    x = b.conv(b.input, 6, kernel=3, activation="NONE")  # K = 45: 22 fit, 20 planned
+    x = b.conv(x, 7, kernel=1, activation="NONE")
+    x = b.conv(x, 3, kernel=5, stride=4, activation="NONE")  # K = 175: 5 fit, 4 of 6 pixels
+    g = b.build(x)
+    dense = [ops.step_scratch(g, s) for s in layer_schedule(g).steps]
+    sparse_g = set_sparse(g)
+    assert [sparse_block_columns(op, sparse_g) for op in (g.ops[0], g.ops[2])] == [20, 4]
+    assert dense == [2 * 45, 0, 2 * 175]
+    assert [ops.step_scratch(sparse_g, s) for s in layer_schedule(sparse_g).steps] == \
+        [20 * 45, 0, 4 * 175]
+
+
+def bitmask_window_graph() -> Graph:
+    """A 3x3 conv over 7x5x11 pruned to 40 % (the bitmask), as a sparse build plans it."""
+    b = GraphBuilder((7, 5, 11), seed=5)
+    g = b.build(b.conv(b.input, 9, kernel=3, activation="NONE"))
+    return set_sparse(prune(g, np.random.default_rng(4), 0.4))
+
+
+def test_bitmask_window_conv_runs_im2col_blocks(tmp_path: Path) -> None:
+    """A moderately pruned 3x3 conv (the bitmask, 99 taps a row) in a sparse build's plan
+    decodes its rows once per block of im2col columns (tm_conv2d_mask_rows; a 7x5 map in
+    blocks of 8: a last block of 3), bit-exact with the reference, for the layer and the
+    patch schedule."""
+    g = bitmask_window_graph()
+    assert set(plan_formats(g).values()) == {"mask"}
+    assert sparse_block_columns(g.ops[0], g) == 8
+    text = check_c_equals_reference(g, tmp_path / "mb", np.random.default_rng(6))
+    assert "tm_conv2d_mask_rows(" in text and "tm_conv2d_masked(" not in text
+
+
 def lists_graph() -> Graph:
     """A 1x1 conv, a strided 5x5 SAME conv and a fully-connected head pruned to 4 %."""
     b = GraphBuilder((7, 7, 45), seed=3)
@@ -192,7 +280,9 @@ def test_each_bitmask_kernel_runs(tmp_path: Path) -> None:
     for memory in (False, True):
         graph = set_optimize(g, "memory") if memory else g
         text = check_c_equals_reference(graph, tmp_path / f"m{memory}", rng)
-        assert text.count("tm_conv2d_masked(") == 2 and "tm_fully_connected_sparse(" in text
+        # the 1x1's rows take the row paths alone; the 325-tap window the bitmask GEMM
+        assert text.count("tm_conv2d_mask_rows(") == 1 and text.count("tm_conv2d_masked(") == 1
+        assert "tm_fully_connected_sparse(" in text
 
 
 def test_wide_bitmask_pointwise_takes_the_pixel_gemm(tmp_path: Path) -> None:
@@ -303,18 +393,46 @@ def test_sparse_kernels_on_cortex_m4_and_m0(board: str, tmp_path: Path) -> None:
     """The kernel graphs above built as firmware equal the emulator under QEMU: on the
     Cortex-M4 the DSP paths (inline assembly, SSAT), on the Cortex-M0 the portable ones
     (no DSP, no CLZ, an unaligned word access faults)."""
-    t = get_target(board)
-    assert t.qemu_machine is not None
     rng = np.random.default_rng(5)
     graphs = {"lists": lists_graph(), "bitmask": bitmask_graph(),
               "taps": tap_table_graph(), "exact": set_optimize(tap_table_graph(6 << 27),
                                                                "memory")}
+    # and as a --sparse build plans them: the im2col blocks
+    graphs.update({f"{name}-blocks": set_sparse(tap_table_graph() if name == "taps" else
+                                                 (lists_graph, bitmask_graph)[k]())
+                   for k, name in enumerate(("lists", "bitmask", "taps"))},
+                  window=bitmask_window_graph())
     for name, g in graphs.items():
-        p = plan(g, layer_schedule(g))
-        generate(g, p, tmp_path / name / "model", sparse=True)
-        x = rng.integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
-        fw = build_firmware(tmp_path / name / "model", board, tmp_path / name / "fw", input=x)
-        run = parse_run(run_qemu(fw.elf, timeout=60, machine=t.qemu_machine,
-                                 serial=t.qemu_serial))
-        np.testing.assert_array_equal(run.output, emulate(g, p, [x]).outputs[0].ravel(),
-                                      err_msg=f"{board} {name}")
+        run_on_qemu(g, board, tmp_path / name, rng, name)
+
+
+def run_on_qemu(g: Graph, board: str, out: Path, rng: np.random.Generator, name: str) -> None:
+    """``g`` (layer schedule) built as sparse firmware for ``board`` equals the emulator
+    under QEMU on a random input."""
+    t = get_target(board)
+    assert t.qemu_machine is not None
+    p = plan(g, layer_schedule(g))
+    generate(g, p, out / "model", sparse=True)
+    x = rng.integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+    fw = build_firmware(out / "model", board, out / "fw", input=x)
+    run = parse_run(run_qemu(fw.elf, timeout=60, machine=t.qemu_machine, serial=t.qemu_serial))
+    np.testing.assert_array_equal(run.output, emulate(g, p, [x]).outputs[0].ravel(),
+                                  err_msg=f"{board} {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or
+                    shutil.which("qemu-system-arm") is None,
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm (installed in CI)")
+@settings(max_examples=8, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), density=st.sampled_from([0.05, 0.1, 0.3, 0.7]),
+       board=st.sampled_from(["qemu-mps2-an386", "qemu-microbit"]))
+def test_sparse_build_kernels_on_qemu(seed: int, density: float, board: str,
+                                      tmp_path: Path) -> None:
+    """sparse_graph's random graphs (every row density, extreme zero points, the sparse
+    build's plan) as firmware: the Cortex-M4's assembly loops (the 1x1 rows' word pairs,
+    the one-tap runs, the four-pixel tap runs) and the Cortex-M0's portable C equal the
+    emulator."""
+    run_on_qemu(sparse_graph(seed, density), board, tmp_path / f"q{seed}",
+                np.random.default_rng(seed), f"seed {seed}")

@@ -57,11 +57,13 @@ def _emulate_test_split(tflite: Path, x: np.ndarray, y: np.ndarray, schedules: l
     from tinymcu.export.parity import quantize_input
     from tinymcu.mcu_runtime.emulator import emulate
     from tinymcu.mcu_runtime.ops.base import quant_of
+    from tinymcu.mcu_runtime.ops.conv import set_sparse
     from tinymcu.mcu_runtime.oracle import tflm_invoke_batch
     from tinymcu.mcu_runtime.pipeline import candidate_schedules, load_graph
     from tinymcu.mcu_runtime.planner import plan
 
     _, graph = load_graph(tflite, target="tinymcu")
+    graph = set_sparse(graph)  # the plan of the sparse firmware the demo builds
     quant = quant_of(graph, graph.inputs[0])
     inputs = [quantize_input(x[i:i + 1], quant) for i in range(len(x))]
     tflm = [outs[0] for outs in tflm_invoke_batch(tflite, inputs)]
@@ -136,7 +138,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
         console.rule("3/5 check: will it fit?")
         checks = {}
         for kind in ("layer", "patch"):
-            report = check_model(exported.tflite_path, budget, schedule=kind)
+            report = check_model(exported.tflite_path, budget, schedule=kind, sparse=True)
             checks[kind] = report
         (tmp / "check.json").write_text(to_json(checks["patch"]))
         (tmp / "check.md").write_text(to_markdown(checks["patch"]))

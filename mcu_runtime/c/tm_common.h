@@ -47,12 +47,31 @@
 #define TM_NOINLINE static inline
 #endif
 
+/* The sparse kernels' rare paths (a window's border, rows of many taps): out of line and
+ * compiled for size, so the flash a pruned model saves is not spent on them. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TM_COLD static __attribute__((noinline, unused, cold))
+#else
+#define TM_COLD static inline
+#endif
+
 /* The requantization forms (tm_conv.h's TM_RQ_HAS_* bits) the sparse kernels compile in:
  * all three unless a generated model defines the ones its sparse filters take (flash: each
  * form is its own copy of a kernel's loops). Dense kernels do not read it. */
 #ifndef TM_SPARSE_FORMS
 #define TM_SPARSE_FORMS 7
 #endif
+
+/* The rare paths of the sparse tap tables (tm_conv.h) a model needs: bit 0, outputs whose
+ * taps may fall outside the box (a depthwise not run on a padded plane, a list conv's tap
+ * tables without im2col buffer); bit 1, rows of more than TM_TAPS non-zero taps, walked
+ * pixel by pixel. All unless a generated model defines the ones its ops take
+ * (CUnit.note_sparse_paths); the others are not compiled in. */
+#ifndef TM_SPARSE_PATHS
+#define TM_SPARSE_PATHS 3
+#endif
+#define TM_SPARSE_BORDER ((TM_SPARSE_PATHS & 1) != 0)
+#define TM_SPARSE_LONG ((TM_SPARSE_PATHS & 2) != 0)
 
 /* Kernel layer selection, at compile time: TM_DSP is 1 on cores with the DSP extension
  * (Cortex-M4/M7/M33/M55: 16-bit SIMD multiply-accumulate, __smlad and friends from the

@@ -241,6 +241,7 @@ def render(graph: Graph, plan: Plan, prefix: str = DEFAULT_PREFIX, source: str |
         "arrays": unit.arrays, "params": unit.params, "steps": steps, "boxes": list(unit.boxes),
         "const_bytes": unit.const_bytes, "sparse": sparse, "state": _state(graph, plan),
         "sparse_forms": unit.sparse_forms if sparse else None,
+        "sparse_paths": unit.sparse_paths,
     }
     return (_ENV.get_template("model.h.j2").render(**ctx),
             _ENV.get_template("model.c.j2").render(**ctx), unit.const_bytes)
@@ -282,12 +283,14 @@ def codegen_model(path: Path, out_dir: Path, schedule: str = "layer", fuse: bool
     ``sparse`` as in :func:`generate`; ``prefix`` names the API and the files (:func:`render`,
     :func:`file_stem`); ``stream`` generates ``prefix_run_streamed()`` on a streamed plan
     (``pipeline.streamed_plan``): the input is read tile by tile, never resident."""
+    from tinymcu.mcu_runtime.ops.conv import set_sparse
     from tinymcu.mcu_runtime.pipeline import load_graph, plan_and_pick
 
     check_prefix(prefix)
     modes = [optimize] if optimize is not None else ["speed", "memory"]
     for mode in modes:  # the fastest that fits
         _, graph = load_graph(Path(path), target="tinymcu", fuse=fuse, optimize=mode)
+        graph = set_sparse(graph) if sparse else graph
         check_supported(graph)
         chosen = plan_and_pick(graph, schedule, sram_bytes, stream)
         if chosen.arena_bytes <= sram_bytes:

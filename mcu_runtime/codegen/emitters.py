@@ -52,6 +52,11 @@ class Box:
 
 #: the bits of ``TM_SPARSE_FORMS`` (``tm_conv.h``'s TM_RQ_HAS_*)
 SPARSE_FORM = {"exact": 1, "fast": 2, "full": 4}
+#: the bits of ``TM_SPARSE_PATHS`` (``tm_common.h``): tap tables whose outputs may read
+#: outside their box, and rows of more than ``TAP_TABLE`` non-zero taps
+SPARSE_PATH = {"border": 1, "long": 2}
+#: the non-zero taps a tap table holds (``tm_conv.h``'s TM_TAPS)
+TAP_TABLE = 16
 
 
 @dataclass
@@ -73,6 +78,9 @@ class CUnit:
     #: the requantization forms the sparse filters' ops take (``TM_SPARSE_FORMS``, a mask of
     #: ``SPARSE_FORM`` bits): the sparse kernels compile in only those loops
     sparse_forms: int = 0
+    #: the rare tap-table paths the sparse ops take (``TM_SPARSE_PATHS``, a mask of
+    #: ``SPARSE_PATH`` bits): the sparse kernels compile in only those
+    sparse_paths: int = 0
     _names: set[str] = field(default_factory=set)
     _op_params: dict[tuple[int, str], str] = field(default_factory=dict)
     _formats: dict[int, str] | None = None
@@ -128,6 +136,17 @@ class CUnit:
         when the activation clamp is the whole int8 range."""
         form = "exact" if not fast else "full" if (act_min, act_max) == (-128, 127) else "fast"
         self.sparse_forms |= SPARSE_FORM[form]
+
+    def note_sparse_taps(self, rows: np.ndarray, border: bool) -> None:
+        """Record the tap-table paths an op whose filter ``rows`` (one per output channel)
+        run as tap tables takes: ``border`` when its outputs may read outside the box (no
+        padded plane), the long-row walk when a row has more than ``TAP_TABLE`` non-zero
+        taps."""
+        rows = np.asarray(rows).reshape(len(rows), -1)
+        if border:
+            self.sparse_paths |= SPARSE_PATH["border"]
+        if rows.size and int(np.count_nonzero(rows, axis=1).max()) > TAP_TABLE:
+            self.sparse_paths |= SPARSE_PATH["long"]
 
     def filter_format(self, op: Op) -> str:
         """How ``op``'s filter is stored: "dense" unless the unit is sparse, else its

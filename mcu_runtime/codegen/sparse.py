@@ -5,9 +5,10 @@ weight: the format ``check.sparse_weight_bytes`` and the pruner's flash budget c
 CONV_2D and FULLY_CONNECTED — as per-row non-zero lists (:func:`sparse_row_lists`: two
 bytes per non-zero and a one- or two-byte count per row, which the sparse kernels walk
 touching only the non-zero weights). Lists are the smaller format for very sparse rows and
-the faster one for window convs (the bitmask GEMM finds each non-zero among 24-bit chunks
-of the mask; a bitmask 1x1 decodes each row into a list once per call, and depthwise
-channels into tap tables); the bitmask is the smaller one for moderately pruned rows.
+the faster one (a bitmask row is decoded into a list first: once per call for a 1x1, once
+per im2col block for a window conv, into a tap table per depthwise channel; rows of more
+than 128 taps take the bitmask GEMM, which finds each non-zero among 24-bit chunks of the
+mask); the bitmask is the smaller one for moderately pruned rows.
 
 :func:`plan_formats` first takes the smaller format of every filter, so the model's weights
 never take more flash than the bitmask format would (the budget the pruner planned with),

@@ -123,6 +123,33 @@ def set_optimize(graph: Graph, mode: str) -> Graph:
     return graph
 
 
+def set_sparse(graph: Graph) -> Graph:
+    """Record that the model's filters are stored sparse (``--sparse``,
+    ``attrs["sparse"]``) on its CONV_2D ops, before planning: a sparse window conv plans
+    a block of im2col columns (:func:`sparse_block_columns`) instead of the dense GEMM's
+    two. Like ``optimize`` the planner, emulator and emitter read it from the op."""
+    for op in graph.ops:
+        if op.kind == "CONV_2D":
+            op.attrs["sparse"] = True
+    return graph
+
+
+#: the im2col block of a sparse window conv: at most this many bytes of columns
+SPARSE_BLOCK_BYTES = 1024
+
+
+def sparse_block_columns(op: Op, graph: Graph) -> int:
+    """Im2col columns a sparse window conv gathers at a time (``tm_conv2d_sparse_blocks``):
+    as many of its KH·KW·C-byte windows as fit :data:`SPARSE_BLOCK_BYTES` but at least 4
+    (its rows run over 4 columns per pass), a multiple of 4, and at most the output's
+    pixels. Each filter row's constants and entries are then taken once per block instead
+    of once per pixel pair."""
+    flt = graph.tensors[op.inputs[1]].shape
+    out = graph.tensors[op.outputs[0]].shape
+    cols = min(max(4, SPARSE_BLOCK_BYTES // int(flt[1] * flt[2] * flt[3])), int(out[1] * out[2]))
+    return cols // 4 * 4 if cols >= 4 else cols
+
+
 def speed(op: Op) -> bool:
     """True unless the op was planned with ``--optimize memory``."""
     return op.attrs.get("optimize", "speed") == "speed"
@@ -208,12 +235,14 @@ class Conv2D(OpDef):
 
     def scratch_bytes(self, op: Op, graph: Graph, region: Region | None = None) -> int:
         """The im2col buffer of the C GEMM: two output pixels' windows (KH · KW · C bytes
-        each). A 1×1 conv reads its columns from the input, and ``--optimize memory``
-        trades the buffer for the direct loop: no scratch."""
+        each), a block of them for a sparse build (:func:`sparse_block_columns`). A 1×1
+        conv reads its columns from the input, and ``--optimize memory`` trades the buffer
+        for the direct loop: no scratch."""
         flt = graph.tensors[op.inputs[1]].shape
         if pointwise(op, graph) or not speed(op):
             return 0
-        return 2 * int(flt[1] * flt[2] * flt[3])
+        cols = sparse_block_columns(op, graph) if op.attrs.get("sparse") else 2
+        return cols * int(flt[1] * flt[2] * flt[3])
 
     def tflm_prepare(self, op: Op, graph: Graph, pointer_bytes: int) -> list[PrepareStep]:
         return tflm_conv_prepare(op, graph)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinymcu.errors import TinymcuError
-from tinymcu.mcu_runtime import geometry
+from tinymcu.mcu_runtime import geometry, ops
 from tinymcu.mcu_runtime.codegen.emitters import (
     CUnit,
     c_struct,
@@ -67,7 +67,7 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
     if requant_bounded(np.asarray(g.tensors[op.inputs[1]].data).reshape(-1, p.mult.size)
                        if op.kind == "DEPTHWISE_CONV_2D" else
                        np.asarray(g.tensors[op.inputs[1]].data).reshape(p.mult.size, -1).T,
-                       bias, p.shift):
+                       bias, p.shift, sparse=fmt != "dense"):
         extra["fast_rq"] = "1"
     if fmt != "dense":
         unit.note_sparse_form("fast_rq" in extra, p.act_min, p.act_max)
@@ -77,19 +77,31 @@ def conv_fields(unit: CUnit, op: Op, tag: str, gemm: bool = False,
                     act_min=p.act_min, act_max=p.act_max, **extra)
 
 
+#: the longest bitmask row the sparse kernels decode into a list (tm_conv.h's TM_MASK_ROW)
+MASK_ROW = 128
+
 #: the short requantization's accumulator bound (tm_rq_out_fast): |acc| < 2^29
 FAST_RQ_BOUND = 1 << 29
 
 
-def requant_bounded(taps: np.ndarray, bias: np.ndarray | None, shift: np.ndarray) -> bool:
+#: the sparse kernels' fast forms fold the output zero point into the rounding constant,
+#: which stays within int32 for shifts down to this (tm_conv.h, tm_rq_fast_of)
+SPARSE_MIN_SHIFT = -23
+
+
+def requant_bounded(taps: np.ndarray, bias: np.ndarray | None, shift: np.ndarray,
+                    sparse: bool = False) -> bool:
     """True when ``tm_rq_out_fast`` is exact for every output of the op: ``taps`` is
     (taps, channels) of int8 weights; every accumulator is at most Σ|w| · 255 + |bias| (an
     input minus its zero point lies in [-255, 255]) and must stay below 2^29, and every
-    shift must be <= -1 (a right shift, no left shift)."""
+    shift must be <= -1 (a right shift, no left shift). A ``sparse`` filter's fast forms
+    also need every shift >= :data:`SPARSE_MIN_SHIFT`."""
     worst = np.abs(taps.astype(np.int64)).sum(axis=0) * 255
     if bias is not None:
         worst = worst + np.abs(np.asarray(bias, np.int64))
-    return bool(worst.max() < FAST_RQ_BOUND and np.asarray(shift).max() <= -1)
+    shifts = np.asarray(shift)
+    return bool(worst.max() < FAST_RQ_BOUND and shifts.max() <= -1
+                and (not sparse or shifts.min() >= SPARSE_MIN_SHIFT))
 
 
 def pair_rows(rows: np.ndarray) -> np.ndarray:
@@ -149,6 +161,20 @@ def emit_conv(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
                        lambda: conv_fields(unit, op, f"op{op.index}",
                                            runs_as_gemm(op, unit.graph)))
     scratch = unit.scratch(i) or "NULL"  # the im2col buffer, when planned
-    kernel = {"lists": "tm_conv2d_lists", "mask": "tm_conv2d_masked"}.get(
-        unit.filter_format(op), "tm_conv2d")
-    return [f"{kernel}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch});"]
+    fmt = unit.filter_format(op)
+    if fmt == "dense":
+        return [f"tm_conv2d({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, "
+                f"{scratch});"]
+    # the sparse kernels take the im2col columns the scratch holds (a block when planned)
+    flt = unit.graph.tensors[op.inputs[1]].shape
+    cols = ops.step_scratch(unit.graph, step) // int(flt[1] * flt[2] * flt[3])
+    unpadded_1x1 = tuple(flt[1:3]) == (1, 1) and pad[0] == pad[2] == 0
+    if fmt == "lists" and cols == 0 and not unpadded_1x1:
+        unit.note_sparse_taps(filter_rows(op, unit.graph), True)  # the rows' tap tables
+    has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0  # a bitmask conv's kbias (fields)
+    rows = fmt == "mask" and has_bias and int(np.prod(flt[1:])) <= MASK_ROW and (
+        cols > 0 or unpadded_1x1)  # decoded rows over pixels or im2col blocks only
+    kernel = "tm_conv2d_lists" if fmt == "lists" else \
+        "tm_conv2d_mask_rows" if rows else "tm_conv2d_masked"
+    return [f"{kernel}({p}, {unit.ref(src)}, {unit.ref(dst)}, {pad[0]}, {pad[2]}, {scratch}, "
+            f"{cols});"]

@@ -9,7 +9,7 @@
  *
  * Sparse weights (pruned models) come in two formats. Per-row non-zero lists (`nz`, the
  * CONV_2D and FULLY_CONNECTED format when it is no larger than the bitmask; see
- * tm_sparse_dot2): the kernels touch only the non-zero weights, with the input zero point
+ * tm_sparse_dot1): the kernels touch only the non-zero weights, with the input zero point
  * and the bias folded into `kbias` as in the dense GEMM. The bitmask (`mask`): one bit per
  * weight (bit i of the row-major filter at mask[i / 8] >> (i % 8)) plus only the non-zero
  * values, in order; every kernel walks its filter rows in storage order, so the values are
@@ -454,55 +454,14 @@ static inline void tm_gemm2(const int8_t *col0, const int8_t *col1, const int8_t
  * previous entry (from tap 0 for the row's first; uint8) and the int8 weight. A gap of more
  * than 255 taps takes extra entries of weight 0 (they add nothing), so the inner loop is
  * just x += delta; acc += *x * w, over the non-zero weights only
- * (ops/conv/emit.py, codegen/emitters.py sparse_row_lists). Two columns share each entry:
- * column 1 is `off` bytes after column 0 (both in the arena).
+ * (ops/conv/emit.py, codegen/emitters.py sparse_row_lists). The rows run over several
+ * columns at a time (tm_sparse_dot4, the column tail through tm_sparse_dot1): 1x1 pixels,
+ * im2col blocks of a window conv, fully-connected batch rows.
  *
  * With the DSP extension two entries are one word load: uxtab adds a delta to the column
- * pointer, sxtb with rotation extracts a weight, so an entry costs 7 instructions for 2
- * MACs; inline assembly so that GCC keeps every operand in a register at -Os. */
-TM_INLINE const uint8_t *tm_sparse_dot2(const uint8_t *nz, int32_t n, const int8_t *x,
-                                        int32_t off, int32_t *acc) {
-    int32_t s0 = acc[0], s1 = acc[1];
-#if TM_ASM
-    int32_t pairs = n >> 1;
-    if (pairs > 0) {
-        uint32_t e, w, a;
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr %[e], [%[nz]], #4\n\t"
-            "uxtab %[x], %[x], %[e]\n\t"
-            "sxtb %[w], %[e], ror #8\n\t"
-            "ldrsb %[a], [%[x]]\n\t"
-            "mla %[s0], %[a], %[w], %[s0]\n\t"
-            "ldrsb %[a], [%[x], %[off]]\n\t"
-            "mla %[s1], %[a], %[w], %[s1]\n\t"
-            "uxtab %[x], %[x], %[e], ror #16\n\t"
-            "asr %[w], %[e], #24\n\t"
-            "ldrsb %[a], [%[x]]\n\t"
-            "mla %[s0], %[a], %[w], %[s0]\n\t"
-            "ldrsb %[a], [%[x], %[off]]\n\t"
-            "mla %[s1], %[a], %[w], %[s1]\n\t"
-            "subs %[pairs], %[pairs], #1\n\t"
-            "bne 1b\n\t"
-            : [nz] "+r"(nz), [x] "+r"(x), [pairs] "+r"(pairs), [s0] "+r"(s0), [s1] "+r"(s1),
-              [e] "=&r"(e), [w] "=&r"(w), [a] "=&r"(a)
-            : [off] "r"(off)
-            : "cc", "memory");
-    }
-    n &= 1;
-#endif
-    for (; n > 0; --n, nz += 2) {
-        const int32_t w = (int8_t)nz[1];
-        x += nz[0];
-        s0 += x[0] * w;
-        s1 += x[off] * w;
-    }
-    acc[0] = s0;
-    acc[1] = s1;
-    return nz;
-}
-
-/* One column (the last pixel of an odd count, FULLY_CONNECTED with one batch row). */
+ * pointer, sxtb with rotation extracts a weight; inline assembly so that GCC keeps every
+ * operand in a register at -Os. */
+/* One column (x: its first byte; the column tail of the row loops). */
 TM_INLINE const uint8_t *tm_sparse_dot1(const uint8_t *nz, int32_t n, const int8_t *x,
                                         int32_t *acc) {
     int32_t s0 = *acc;
@@ -550,18 +509,19 @@ TM_INLINE int32_t tm_sparse_count(const tm_sparse_rows *w, int32_t o) {
     return w->count8 ? w->count8[o] : w->count[o];
 }
 
-/* Four columns (column j at col0 + off[j], off[0] = 0): the 1x1 conv's pixels, one entry
- * costs 13 instructions for 4 MACs with the DSP extension. */
+/* Four columns (column j at col0 + off[j], off[0] = 0): the 1x1 conv's pixels; with the
+ * DSP extension two entries (one word) cost 23 instructions for 8 MACs. */
 TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8_t *x,
                                         const int32_t *off, int32_t *acc) {
     int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
     const int32_t o1 = off[1], o2 = off[2], o3 = off[3];
 #if TM_ASM
-    if (n > 0) {
+    int32_t pairs = n >> 1;
+    if (pairs > 0) { /* two entries per word */
         uint32_t e, w, a;
         __asm__ volatile(
             "1:\n\t"
-            "ldrh %[e], [%[nz]], #2\n\t"
+            "ldr %[e], [%[nz]], #4\n\t"
             "uxtab %[x], %[x], %[e]\n\t"
             "sxtb %[w], %[e], ror #8\n\t"
             "ldrsb %[a], [%[x]]\n\t"
@@ -572,14 +532,25 @@ TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8
             "mla %[s2], %[a], %[w], %[s2]\n\t"
             "ldrsb %[a], [%[x], %[o3]]\n\t"
             "mla %[s3], %[a], %[w], %[s3]\n\t"
-            "subs %[n], %[n], #1\n\t"
+            "uxtab %[x], %[x], %[e], ror #16\n\t"
+            "asr %[w], %[e], #24\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "mla %[s0], %[a], %[w], %[s0]\n\t"
+            "ldrsb %[a], [%[x], %[o1]]\n\t"
+            "mla %[s1], %[a], %[w], %[s1]\n\t"
+            "ldrsb %[a], [%[x], %[o2]]\n\t"
+            "mla %[s2], %[a], %[w], %[s2]\n\t"
+            "ldrsb %[a], [%[x], %[o3]]\n\t"
+            "mla %[s3], %[a], %[w], %[s3]\n\t"
+            "subs %[pairs], %[pairs], #1\n\t"
             "bne 1b\n\t"
-            : [nz] "+r"(nz), [x] "+r"(x), [n] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1),
+            : [nz] "+r"(nz), [x] "+r"(x), [pairs] "+r"(pairs), [s0] "+r"(s0), [s1] "+r"(s1),
               [s2] "+r"(s2), [s3] "+r"(s3), [e] "=&r"(e), [w] "=&r"(w), [a] "=&r"(a)
             : [o1] "r"(o1), [o2] "r"(o2), [o3] "r"(o3)
             : "cc", "memory");
     }
-#else
+    n &= 1;
+#endif
     for (; n > 0; --n, nz += 2) {
         const int32_t w = (int8_t)nz[1];
         x += nz[0];
@@ -588,7 +559,6 @@ TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8
         s2 += x[o2] * w;
         s3 += x[o3] * w;
     }
-#endif
     acc[0] = s0;
     acc[1] = s1;
     acc[2] = s2;
@@ -597,33 +567,67 @@ TM_INLINE const uint8_t *tm_sparse_dot4(const uint8_t *nz, int32_t n, const int8
 }
 
 /* The requantization forms of the sparse loops: TM_RQ_EXACT (tm_rq_out), TM_RQ_FAST (the
- * op was proved bounded: tm_rq_out_fast) and TM_RQ_FULL, the fast form whose activation
- * clamp is the whole int8 range (no activation, or ReLU with the output zero point at
- * -128): then clamp(v, lo - zp, hi - zp) + zp is SSAT #8 of v + zp (no overflow: the
- * bound keeps |v| below 2^29), 4 instructions less per output. Each sparse kernel is
- * compiled once per form in TM_SPARSE_FORMS (the form a constant in each copy); a
- * generated model lists the forms its ops take (CUnit.note_sparse_form, the same rule as
- * tm_rq_form), so the others are not compiled in. */
+ * op was proved bounded: the short requantization) and TM_RQ_FULL, the fast form whose
+ * activation clamp is the whole int8 range (no activation, or ReLU with the output zero
+ * point at -128): then the clamp is SSAT #8. Each sparse kernel is compiled once per form
+ * in TM_SPARSE_FORMS (the form a constant in each copy); a generated model lists the forms
+ * its ops take (CUnit.note_sparse_form, the same rule as tm_rq_form), so the others are
+ * not compiled in.
+ *
+ * The fast forms fold the output zero point into the rounding constant: ((hi + 2^(r-1) -
+ * [hi < 0]) >> r) + zp = (hi + 2^(r-1) + zp 2^r - [hi < 0]) >> r (an arithmetic shift
+ * floors, and zp 2^r is a multiple of 2^r). For a sparse filter the generator sets
+ * fast_rq only when every shift also lies in [-23, -1], so with |hi| < 2^29 (the
+ * accumulator bound) and |zp| <= 128 the sum stays below 2^31: one instruction less per
+ * output. tm_rq_fast_of makes these constants (tm_rq.half holds the folded sum). */
 enum { TM_RQ_EXACT, TM_RQ_FAST, TM_RQ_FULL };
 #define TM_RQ_HAS_EXACT ((TM_SPARSE_FORMS & 1) != 0)
 #define TM_RQ_HAS_FAST ((TM_SPARSE_FORMS & 2) != 0)
 #define TM_RQ_HAS_FULL ((TM_SPARSE_FORMS & 4) != 0)
 
-TM_INLINE int8_t tm_rq_out_full(tm_rq c, tm_clamp k, int32_t acc) {
+TM_INLINE tm_rq tm_rq_fast_of(int32_t m, int32_t shift, int32_t zp) {
+    tm_rq c;
+    c.m = m;
+    c.left = 0;
+    c.right = -shift;
+    c.mask = 0;
+    c.half = (int32_t)((1u << (c.right - 1)) + ((uint32_t)zp << c.right));
+    return c;
+}
+
+/* The requantization constants of form `form` (tm_rq_of for the exact one). */
+#define TM_SPARSE_RQ(form, m, shift, zp)                                                  \
+    ((form) == TM_RQ_EXACT ? tm_rq_of(m, shift) : tm_rq_fast_of(m, shift, zp))
+
+/* A fast form's output from hi, the rounded high product: the folded rounding shift, then
+ * SSAT (full range) or the activation clamp [vlo + zp, vhi + zp]. */
+TM_INLINE int8_t tm_rq_tail(tm_rq c, tm_clamp k, int32_t hi, int32_t form) {
+    const int32_t v = (hi + c.half - (int32_t)((uint32_t)hi >> 31)) >> c.right;
+    const int32_t lo = form == TM_RQ_FULL ? -128 : k.vlo + k.zp;
+    const int32_t up = form == TM_RQ_FULL ? 127 : k.vhi + k.zp;
 #if TM_DSP
-    int32_t hi;
-    __asm__("smmulr %0, %1, %2" : "=r"(hi) : "r"(acc << 1), "r"(c.m));
-    return (int8_t)__ssat(((hi + c.half - (int32_t)((uint32_t)hi >> 31)) >> c.right) + k.zp,
-                          8);
-#else
-    return tm_rq_out_fast(c, k, acc);
+    if (form == TM_RQ_FULL) {
+        return (int8_t)__ssat(v, 8);
+    }
 #endif
+    return (int8_t)(v < lo ? lo : (v > up ? up : v));
+}
+
+/* A fast form's output of accumulator acc, or (tm_rq_out2) of acc2 = 2 * acc modulo 2^32
+ * (the tap tables double their weights and bias, so SMMULR's operand takes no shift). */
+TM_INLINE int8_t tm_rq_out2(tm_rq c, tm_clamp k, int32_t acc2, int32_t form) {
+    int32_t hi;
+#if TM_DSP
+    __asm__("smmulr %0, %1, %2" : "=r"(hi) : "r"(acc2), "r"(c.m));
+#else
+    hi = (int32_t)(((int64_t)acc2 * c.m + ((int64_t)1 << 31)) >> 32);
+#endif
+    return tm_rq_tail(c, k, hi, form);
 }
 
 #define TM_SPARSE_OUT(form, r, cl, acc)                                                   \
-    ((form) == TM_RQ_FULL ? tm_rq_out_full(r, cl, acc)                                    \
-                          : (form) == TM_RQ_FAST ? tm_rq_out_fast(r, cl, acc)             \
-                                                 : tm_rq_out(r, cl, acc))
+    ((form) == TM_RQ_EXACT ? tm_rq_out(r, cl, acc)                                        \
+                           : tm_rq_out2(r, cl, (int32_t)((uint32_t)(acc) << 1), form))
 
 /* The form an op's outputs take (its fast_rq flag and activation range): a constant when
  * TM_SPARSE_FORMS holds one form only. */
@@ -649,46 +653,6 @@ TM_INLINE int32_t tm_rq_form(int32_t fast, int32_t act_min, int32_t act_max) {
             call_exact;                                                                   \
         }                                                                                 \
     } while (0)
-
-/* One or two columns (column 1 at col0 + off, both in the arena; off < 0: one column)
- * through all n sparse rows: row o's int8 result goes to d0[o] and d1[o], requantized as
- * the dense GEMM does (tm_gemm2). `form` is a constant at each call, so each loop is
- * compiled with one requantization form and its accumulators in registers. The outputs
- * never overlap the columns (CONV_2D and FULLY_CONNECTED are never in place). */
-TM_INLINE void tm_sparse_gemm2_rows(const int8_t *col0, int32_t off, const tm_sparse_rows *w,
-                                    int32_t n, const tm_gemm_q *q, int8_t *d0, int8_t *d1,
-                                    int32_t form) {
-    const tm_clamp cl = tm_clamp_of(q->out_zp, q->act_min, q->act_max);
-    const uint8_t *nz = w->nz;
-    int32_t o, acc[2];
-    for (o = 0; o < n; ++o) {
-        const tm_rq r = tm_rq_of(q->mult[o], q->shift[o]);
-        const int32_t count = tm_sparse_count(w, o);
-        acc[0] = acc[1] = q->kbias[o];
-        if (off >= 0) {
-            int8_t y0, y1;
-            nz = tm_sparse_dot2(nz, count, col0, off, acc);
-            y0 = TM_SPARSE_OUT(form, r, cl, acc[0]);
-            y1 = TM_SPARSE_OUT(form, r, cl, acc[1]);
-            d0[o] = y0;
-            d1[o] = y1;
-        } else {
-            nz = tm_sparse_dot1(nz, count, col0, acc);
-            d0[o] = TM_SPARSE_OUT(form, r, cl, acc[0]);
-        }
-    }
-}
-
-/* Columns col0 and col1 (col1 NULL: one column) through the sparse rows. */
-TM_NOINLINE void tm_sparse_gemm2(const int8_t *col0, const int8_t *col1,
-                                 const tm_sparse_rows *w, int32_t n, const tm_gemm_q *q,
-                                 int8_t *dst0, int8_t *dst1) {
-    const int32_t off = col1 ? (int32_t)(col1 - col0) : -1; /* -1: one column */
-    TM_RQ_DISPATCH(tm_rq_form(q->fast, q->act_min, q->act_max),
-                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_FULL),
-                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_FAST),
-                   tm_sparse_gemm2_rows(col0, off, w, n, q, dst0, dst1, TM_RQ_EXACT));
-}
 
 /* The index of the lowest set bit of m != 0: RBIT + CLZ where the core has CLZ (Armv7-M,
  * hosts). Armv6-M (Cortex-M0) has neither, and GCC's __builtin_ctz there is a libgcc call
@@ -738,28 +702,29 @@ static inline int32_t tm_mask_row_list(const uint8_t *mask, int32_t bytes, int32
  * contiguous (a layer's whole map), else one run per output row (a tile). `form` is a
  * constant at each call. */
 TM_INLINE void tm_sparse_pointwise_rows(const tm_conv_params *p, tm_box in, tm_box out,
-                                        int32_t form, int32_t masked) {
+                                        int32_t sh, int32_t sw, int32_t form,
+                                        int32_t masked) {
     const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
     const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
     const int32_t bytes = masked ? (out.c * in.c + 7) / 8 : 0;
     const int8_t *values = p->filter;
     uint8_t list[2 * TM_MASK_ROW]; /* a bitmask row decoded (masked only) */
-    const int32_t istep = p->sw * in.pix, ostep = out.pix;
-    const int32_t linear = out.h == 1 || (p->sh * in.row == out.w * istep &&
+    const int32_t istep = sw * in.pix, ostep = out.pix;
+    const int32_t linear = out.h == 1 || (sh * in.row == out.w * istep &&
                                           out.row == out.w * ostep);
     const int32_t runs = linear ? 1 : out.h, len = linear ? out.h * out.w : out.w;
     const int32_t off[4] = {0, istep, 2 * istep, 3 * istep};
     const uint8_t *rows = p->nz;
     int32_t o, k, i;
     for (o = 0; o < out.c; ++o) {
-        const tm_rq r = tm_rq_of(p->mult[o], p->shift[o]);
+        const tm_rq r = TM_SPARSE_RQ(form, p->mult[o], p->shift[o], p->out_zp);
         const int32_t count = masked ? tm_mask_row_list(p->mask, bytes, o * in.c, in.c,
                                                         &values, list)
                                      : tm_sparse_count(&sp, o);
         const int32_t kb = p->kbias[o];
         const uint8_t *nz = masked ? list : rows;
         for (k = 0; k < runs; ++k) {
-            const int8_t *x = tm_at(in, k * p->sh, 0);
+            const int8_t *x = tm_at(in, k * sh, 0);
             int8_t *d = tm_at(out, k, 0) + o;
             for (i = 0; i + 4 <= len; i += 4, x += 4 * istep, d += 4 * ostep) {
                 int32_t acc[4];
@@ -785,21 +750,23 @@ TM_INLINE void tm_sparse_pointwise_rows(const tm_conv_params *p, tm_box in, tm_b
     }
 }
 
-/* The sparse 1x1 CONV_2D of non-zero lists. */
-TM_NOINLINE void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in, tm_box out) {
+/* The sparse 1x1 CONV_2D of non-zero lists (sh, sw: its strides over box `in`). */
+TM_NOINLINE void tm_conv2d_sparse_pointwise(const tm_conv_params *p, tm_box in, tm_box out,
+                                            int32_t sh, int32_t sw) {
     TM_RQ_DISPATCH(tm_rq_form(p->fast_rq, p->act_min, p->act_max),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FULL, 0),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FAST, 0),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_EXACT, 0));
+                   tm_sparse_pointwise_rows(p, in, out, sh, sw, TM_RQ_FULL, 0),
+                   tm_sparse_pointwise_rows(p, in, out, sh, sw, TM_RQ_FAST, 0),
+                   tm_sparse_pointwise_rows(p, in, out, sh, sw, TM_RQ_EXACT, 0));
 }
 
 /* The same for a bitmask filter (kbias set) of at most TM_MASK_ROW input channels: each
  * row is decoded into a list once per call, then walks the pixels as the lists do. */
-TM_NOINLINE void tm_conv2d_mask_pointwise(const tm_conv_params *p, tm_box in, tm_box out) {
+TM_NOINLINE void tm_conv2d_mask_pointwise(const tm_conv_params *p, tm_box in, tm_box out,
+                                          int32_t sh, int32_t sw) {
     TM_RQ_DISPATCH(tm_rq_form(p->fast_rq, p->act_min, p->act_max),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FULL, 1),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_FAST, 1),
-                   tm_sparse_pointwise_rows(p, in, out, TM_RQ_EXACT, 1));
+                   tm_sparse_pointwise_rows(p, in, out, sh, sw, TM_RQ_FULL, 1),
+                   tm_sparse_pointwise_rows(p, in, out, sh, sw, TM_RQ_FAST, 1),
+                   tm_sparse_pointwise_rows(p, in, out, sh, sw, TM_RQ_EXACT, 1));
 }
 
 /* ---- sparse tap tables (CONV_2D lists and depthwise bitmask rows) -------------------------
@@ -875,89 +842,204 @@ static inline int8_t tm_taps_border(const tm_taps *t, tm_box in, int32_t ic, int
     return TM_SPARSE_OUT(form, r, cl, s);
 }
 
+/* One output of a run: `acc` is kb + the products in the exact form, twice that (doubled
+ * table) in the fast ones. */
+#define TM_TAPS_OUT(form, r, cl, acc)                                                     \
+    ((form) == TM_RQ_EXACT ? tm_rq_out(r, cl, acc) : tm_rq_out2(r, cl, acc, form))
+
 /* The inside run of a one-tap row: n outputs (dst, step ostep) from the inputs at x (step
- * xstep), kb + x * w each; `form` is a constant at each call, so the loop keeps everything
- * in registers. */
+ * xstep), kb + x * w each (both doubled in the fast forms, r their folded constants);
+ * `form` is a constant at each call, so the loop keeps everything in registers. With the
+ * DSP extension the full-range form is one assembly loop of 12 instructions per output. */
 TM_INLINE void tm_taps_run1(const int8_t *x, int32_t xstep, int8_t *dst, int32_t ostep,
                             int32_t n, int32_t kb, int32_t w, tm_rq r, tm_clamp cl,
                             int32_t form) {
+#if TM_ASM
+    if (form == TM_RQ_FULL && n > 0) {
+        int32_t a, t;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldrsb %[a], [%[x]]\n\t"
+            "add %[x], %[x], %[xs]\n\t"
+            "mla %[a], %[a], %[w], %[kb]\n\t"
+            "smmulr %[a], %[a], %[m]\n\t"
+            "add %[t], %[a], %[hz]\n\t"
+            "sub %[t], %[t], %[a], lsr #31\n\t"
+            "asr %[t], %[t], %[rt]\n\t"
+            "ssat %[t], #8, %[t]\n\t"
+            "strb %[t], [%[d]]\n\t"
+            "add %[d], %[d], %[os]\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b\n\t"
+            : [x] "+r"(x), [d] "+r"(dst), [n] "+r"(n), [a] "=&r"(a), [t] "=&r"(t)
+            : [xs] "r"(xstep), [w] "r"(w), [kb] "r"(kb), [m] "r"(r.m), [hz] "r"(r.half),
+              [rt] "r"(r.right), [os] "r"(ostep)
+            : "cc", "memory");
+        return;
+    }
+#endif
     for (; n > 0; --n, x += xstep, dst += ostep) {
-        const int32_t acc = kb + *x * w;
-        *dst = TM_SPARSE_OUT(form, r, cl, acc);
+        const int32_t a0 = kb + x[0] * w;
+        *dst = TM_TAPS_OUT(form, r, cl, a0);
     }
 }
 
-/* The same for a channel of 2..TM_TAPS taps: x is the first output's window origin as
- * an index into the box (it may lie outside the box; the taps do not). */
-TM_INLINE void tm_taps_runn(const tm_taps *t, const int8_t *box, int32_t x,
+/* The same for a row of 2..TM_TAPS taps (table tab: offset, weight per tap; k taps): x is
+ * the first output's window origin (the taps lie inside the box); four outputs per pass
+ * share each table entry (with the DSP extension 11 instructions per tap, 4 MACs), the
+ * last n % 4 one at a time. */
+TM_INLINE void tm_taps_runn(const int32_t *tab, int32_t k, int32_t kb, const int8_t *x,
                             int32_t xstep, int8_t *dst, int32_t ostep, int32_t n, tm_rq r,
                             tm_clamp cl, int32_t form) {
-    for (; n > 0; --n, x += xstep, dst += ostep) {
-        const int32_t *e = t->tab;
-        int32_t j, s = 0;
-        for (j = t->n; j > 0; --j, e += 2) {
-            s += box[x + e[0]] * e[1];
+    for (; n >= 4; n -= 4, x += 4 * xstep, dst += 4 * ostep) {
+        int32_t s0 = kb, s1 = kb, s2 = kb, s3 = kb;
+        int8_t y0, y1, y2, y3;
+#if TM_ASM
+        {
+            const int32_t x2 = 2 * xstep, x3 = 3 * xstep;
+            const int32_t *e = tab;
+            int32_t j = k;
+            uint32_t off, w, a;
+            const int8_t *xt;
+            __asm__ volatile(
+                "1:\n\t"
+                "ldrd %[off], %[w], [%[e]], #8\n\t"
+                "adds %[xt], %[x], %[off]\n\t"
+                "ldrsb %[a], [%[xt]]\n\t"
+                "mla %[s0], %[a], %[w], %[s0]\n\t"
+                "ldrsb %[a], [%[xt], %[x1]]\n\t"
+                "mla %[s1], %[a], %[w], %[s1]\n\t"
+                "ldrsb %[a], [%[xt], %[x2]]\n\t"
+                "mla %[s2], %[a], %[w], %[s2]\n\t"
+                "ldrsb %[a], [%[xt], %[x3]]\n\t"
+                "mla %[s3], %[a], %[w], %[s3]\n\t"
+                "subs %[j], %[j], #1\n\t"
+                "bne 1b\n\t"
+                : [e] "+r"(e), [j] "+r"(j), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
+                  [s3] "+r"(s3), [off] "=&r"(off), [w] "=&r"(w), [a] "=&r"(a),
+                  [xt] "=&r"(xt)
+                : [x] "r"(x), [x1] "r"(xstep), [x2] "r"(x2), [x3] "r"(x3)
+                : "cc", "memory");
         }
-        s = tm_wrap_add(t->kb, s);
-        *dst = TM_SPARSE_OUT(form, r, cl, s);
+#else
+        {
+            const int32_t *e = tab;
+            int32_t j;
+            for (j = k; j > 0; --j, e += 2) {
+                const int8_t *xt = x + e[0];
+                s0 += xt[0] * e[1];
+                s1 += xt[xstep] * e[1];
+                s2 += xt[2 * xstep] * e[1];
+                s3 += xt[3 * xstep] * e[1];
+            }
+        }
+#endif
+        y0 = TM_TAPS_OUT(form, r, cl, s0);
+        y1 = TM_TAPS_OUT(form, r, cl, s1);
+        y2 = TM_TAPS_OUT(form, r, cl, s2);
+        y3 = TM_TAPS_OUT(form, r, cl, s3);
+        dst[0] = y0;
+        dst[ostep] = y1;
+        dst[2 * ostep] = y2;
+        dst[3 * ostep] = y3;
+    }
+    for (; n > 0; --n, x += xstep, dst += ostep) {
+        const int32_t *e = tab;
+        int32_t j, s = kb;
+        for (j = k; j > 0; --j, e += 2) {
+            s += x[e[0]] * e[1];
+        }
+        *dst = TM_TAPS_OUT(form, r, cl, s);
+    }
+}
+
+/* The runs of a tabled row over its rectangle (tm_taps_rows), in requantization form
+ * `form` (a constant at each call): `runs` runs of `len` outputs, run k starting at
+ * window origin x0 + k * rstep and output d0 + k * dstep, along which input and output
+ * step by xstep and ostep. The fast forms double the table's weights and bias first. */
+TM_INLINE void tm_taps_runs(const tm_taps *t, const int8_t *x0, int32_t rstep,
+                            int32_t xstep, int8_t *d0, int32_t dstep, int32_t ostep,
+                            int32_t runs, int32_t len, int32_t m, int32_t shift, tm_clamp cl,
+                            int32_t form) {
+    const tm_rq r = TM_SPARSE_RQ(form, m, shift, cl.zp);
+    const int32_t n = t->n, scale = form == TM_RQ_EXACT ? 1 : 2;
+    const int32_t kb = (int32_t)((uint32_t)t->kb * (uint32_t)scale);
+    int32_t tab[2 * TM_TAPS], j, k;
+    for (j = 0; j < n; ++j) {
+        tab[2 * j] = t->tab[2 * j];
+        tab[2 * j + 1] = t->tab[2 * j + 1] * scale;
+    }
+    for (k = 0; k < runs; ++k, x0 += rstep, d0 += dstep) {
+        if (n == 1) {
+            tm_taps_run1(x0 + tab[0], xstep, d0, ostep, len, kb, tab[1], r, cl, form);
+        } else {
+            tm_taps_runn(tab, n, kb, x0, xstep, d0, ostep, len, r, cl, form);
+        }
+    }
+}
+
+/* The outputs of a tabled row (tm_taps_rows) around the rectangle of its taps, where a
+ * tap may fall outside box `in` and read the input zero point; with one tap it is outside
+ * there, so they are the requantized bias plus zp * w. */
+TM_COLD void tm_taps_around(const tm_conv_params *p, const tm_taps *t, tm_box in, int32_t ic,
+                            tm_box out, int32_t oc, int32_t pad_top, int32_t pad_left) {
+    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
+    const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
+    const int32_t y0 = t->y0, y1 = t->y1, x0 = t->x0, x1 = t->x1, zp = p->in_zp;
+    const int8_t yb = tm_rq_out(r, cl, tm_wrap_add(t->kb, zp * t->tab[1]));
+    int32_t oy, ox;
+    for (oy = 0; oy < out.h; ++oy) {
+        const int32_t iy0 = oy * p->sh - pad_top;
+        /* a row across the rectangle has its columns [x0, x1) run by tm_taps_rows */
+        const int32_t across = oy >= y0 && oy < y1 && x1 > x0, a = across ? x0 : out.w;
+        int8_t *dst = tm_at(out, oy, 0) + oc;
+        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
+            if (ox == a) {
+                ox = x1 - 1;
+                dst += (x1 - 1 - a) * out.pix;
+                continue;
+            }
+            *dst = t->n == 1 ? yb : tm_taps_border(t, in, ic, zp, r, cl, TM_RQ_EXACT, iy0,
+                                                   ox * p->sw - pad_left);
+        }
     }
 }
 
 /* Output channel oc of a tabled channel (1 <= n <= TM_TAPS) from channel ic of box
  * `in` (the offsets were made for its strides). The pixels around the rectangle of its taps
  * go through tm_taps_border (with one tap, the tap is outside there: they are the requantized
- * bias); the rectangle runs without a bounds test, along its longer side (a narrow map
- * such as a spectrogram's 25 x 5 would otherwise pay a run's setup every few pixels). */
+ * bias); the rectangle (all of the map when `in` is a padded plane) runs without a bounds
+ * test, along its longer side (a narrow map such as a spectrogram's 25 x 5 would otherwise
+ * pay a run's setup every few pixels). */
 static inline void tm_taps_rows(const tm_conv_params *p, const tm_taps *t, tm_box in,
                                 int32_t ic, tm_box out, int32_t oc, int32_t pad_top,
                                 int32_t pad_left) {
-    const tm_rq r = tm_rq_of(p->mult[oc], p->shift[oc]);
     const tm_clamp cl = tm_clamp_of(p->out_zp, p->act_min, p->act_max);
     const int32_t form = tm_rq_form(p->fast_rq, p->act_min, p->act_max);
-    const int32_t n = t->n, zp = p->in_zp, sh = p->sh, sw = p->sw;
+    const int32_t sh = p->sh, sw = p->sw;
     const int32_t y0 = t->y0, y1 = t->y1, x0 = t->x0, x1 = t->x1;
-    const int8_t yb = tm_requant_out(tm_wrap_add(t->kb, zp * t->tab[1]), p->mult[oc],
-                                     p->shift[oc], p->out_zp, p->act_min, p->act_max);
     const int32_t along_x = x1 - x0 >= y1 - y0;
     /* a run: its length and the steps of the input and output along it; the runs: */
     const int32_t len = along_x ? x1 - x0 : y1 - y0, runs = along_x ? y1 - y0 : x1 - x0;
     const int32_t xstep = along_x ? sw * in.pix : sh * in.row;
     const int32_t ostep = along_x ? out.pix : out.row;
-    int32_t oy, ox, k;
-    for (oy = 0; oy < out.h; ++oy) {
-        const int32_t iy0 = oy * sh - pad_top;
-        int8_t *dst = tm_at(out, oy, 0) + oc;
-        /* rows across the rectangle skip it: columns [x0, x1) are the runs' */
-        const int32_t skip = oy >= y0 && oy < y1 ? x1 - x0 : 0, a = skip ? x0 : out.w;
-        for (ox = 0; ox < out.w; ++ox, dst += out.pix) {
-            if (ox == a) {
-                ox += skip;
-                dst += skip * out.pix;
-                if (ox == out.w) {
-                    break;
-                }
-            }
-            *dst = n == 1 ? yb : tm_taps_border(t, in, ic, zp, r, cl, form, iy0,
-                                                ox * sw - pad_left);
-        }
+    const int32_t rstep = along_x ? sh * in.row : sw * in.pix;
+    const int32_t dstep = along_x ? out.row : out.pix;
+    if (TM_SPARSE_BORDER && (y0 > 0 || y1 < out.h || x0 > 0 || x1 < out.w)) {
+        tm_taps_around(p, t, in, ic, out, oc, pad_top, pad_left);
     }
-    for (k = 0; k < runs; ++k) {
-        const int32_t ry = along_x ? y0 + k : y0, rx = along_x ? x0 : x0 + k;
+    if (len > 0) {
         /* the window origin may lie outside the box: index from the box start */
-        const int32_t at = (ry * sh - pad_top) * in.row + (rx * sw - pad_left) * in.pix + ic;
-        int8_t *dst = tm_at(out, ry, rx) + oc;
-        const int8_t *x = in.p + (at + t->tab[0]);
-        if (n == 1) {
-            TM_RQ_DISPATCH(form,
-                           tm_taps_run1(x, xstep, dst, ostep, len, t->kb, t->tab[1], r, cl,
-                                        TM_RQ_FULL),
-                           tm_taps_run1(x, xstep, dst, ostep, len, t->kb, t->tab[1], r, cl,
-                                        TM_RQ_FAST),
-                           tm_taps_run1(x, xstep, dst, ostep, len, t->kb, t->tab[1], r, cl,
-                                        TM_RQ_EXACT));
-        } else {
-            tm_taps_runn(t, in.p, at, xstep, dst, ostep, len, r, cl, form);
-        }
+        const int8_t *x = in.p + ((y0 * sh - pad_top) * in.row + (x0 * sw - pad_left) * in.pix +
+                                  ic);
+        int8_t *d = tm_at(out, y0, x0) + oc;
+        TM_RQ_DISPATCH(form,
+                       tm_taps_runs(t, x, rstep, xstep, d, dstep, ostep, runs, len,
+                                    p->mult[oc], p->shift[oc], cl, TM_RQ_FULL),
+                       tm_taps_runs(t, x, rstep, xstep, d, dstep, ostep, runs, len,
+                                    p->mult[oc], p->shift[oc], cl, TM_RQ_FAST),
+                       tm_taps_runs(t, x, rstep, xstep, d, dstep, ostep, runs, len,
+                                    p->mult[oc], p->shift[oc], cl, TM_RQ_EXACT));
     }
 }
 
@@ -1067,10 +1149,10 @@ static inline void tm_im2col(const tm_conv_params *p, tm_box in, int32_t oy, int
 
 /* CONV_2D as a GEMM over output pixel pairs (raster order across the box): `kind` (a
  * constant at every call, so only one GEMM is compiled in) is TM_GEMM_DENSE (the paired
- * filter), TM_GEMM_LISTS (non-zero lists) or TM_GEMM_MASK (the bitmask). A 1x1 window without padding (scratch NULL) reads its
- * columns straight from the input pixels; any other window gathers two columns into
+ * filter) or TM_GEMM_MASK (the bitmask rows of more than TM_MASK_ROW taps). A 1x1 window
+ * without padding (scratch NULL) reads its columns straight from the input pixels; any other window gathers two columns into
  * `scratch` (2 * KH * KW * C bytes, planned by Conv2D.scratch_bytes). */
-enum { TM_GEMM_DENSE, TM_GEMM_LISTS, TM_GEMM_MASK };
+enum { TM_GEMM_DENSE, TM_GEMM_MASK };
 
 TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
                               int32_t pad_top, int32_t pad_left, int8_t *scratch,
@@ -1079,7 +1161,6 @@ TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
     const int32_t n = out.h * out.w;
     const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
                          p->fast_rq};
-    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
     int32_t i, oy = 0, ox = 0;
     for (i = 0; i < n; i += 2) {
         const int32_t last = i + 1 == n;
@@ -1097,9 +1178,7 @@ TM_INLINE void tm_conv2d_gemm(const tm_conv_params *p, tm_box in, tm_box out,
             c0 = tm_at(in, oy * p->sh, ox * p->sw);
             c1 = last ? c0 : tm_at(in, oy1 * p->sh, ox1 * p->sw);
         }
-        if (kind == TM_GEMM_LISTS) {
-            tm_sparse_gemm2(c0, last ? NULL : c1, &sp, out.c, &q, d0, d1);
-        } else if (kind == TM_GEMM_MASK) {
+        if (kind == TM_GEMM_MASK) {
             tm_mask_gemm2(c0, last ? NULL : c1, p->mask, p->filter, k, out.c, &q, d0, d1);
         } else {
             tm_gemm2(c0, last ? NULL : c1, p->wpairs, k, out.c, &q, d0, d1);
@@ -1217,7 +1296,7 @@ TM_NOINLINE void tm_conv2d_sparse_taps(const tm_conv_params *p, tm_box in, tm_bo
         if (t.n == 0) {
             tm_taps_fill(out, o, tm_requant_out(t.kb, p->mult[o], p->shift[o], p->out_zp,
                                                 p->act_min, p->act_max));
-        } else if (t.n > TM_TAPS) {
+        } else if (TM_SPARSE_LONG && t.n > TM_TAPS) {
             tm_conv2d_sparse_row(p, in, out, nz, count, o, pad_top, pad_left);
         } else {
             tm_taps_rows(p, &t, in, 0, out, o, pad_top, pad_left);
@@ -1234,32 +1313,143 @@ TM_INLINE int32_t tm_conv_pointwise(const tm_conv_params *p, tm_box in, tm_box o
            (out.h - 1) * p->sh < in.h && (out.w - 1) * p->sw < in.w;
 }
 
+/* GCC turns a short byte-fill loop into a memset call, which costs more than the few
+ * bytes a window's border takes; the gather keeps its loops. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TM_KEEP_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define TM_KEEP_LOOPS
+#endif
+
+/* The im2col column of output pixel (oy, ox) (tm_im2col_block's general case: a window
+ * across the border of box `in`, or pixels that are not one run): per kernel row, the taps
+ * left and right of the box hold the input zero point, the ones inside are copied. */
+TM_NOINLINE TM_KEEP_LOOPS void tm_im2col_border(const tm_conv_params *p, tm_box in, int32_t oy,
+                                            int32_t ox, int32_t pad_top, int32_t pad_left,
+                                            int8_t *col) {
+    const int32_t c = in.c, kw = p->kw, dw = p->dw, span = kw * c, run = dw == 1 && in.pix == c;
+    const int32_t iy0 = oy * p->sh - pad_top, ix0 = ox * p->sw - pad_left;
+    /* the taps [kx0, kx1) of a kernel row lie inside the box */
+    const int32_t a = ix0 >= 0 ? 0 : tm_ceil_div(-ix0, dw), b = tm_ceil_div(in.w - ix0, dw);
+    const int32_t kx0 = a < kw ? a : kw, kx1 = b < kx0 ? kx0 : (b > kw ? kw : b);
+    int32_t ky, kx, j;
+    for (ky = 0; ky < p->kh; ++ky, col += span) {
+        const int32_t iy = iy0 + ky * p->dh, inside = iy >= 0 && iy < in.h;
+        const int32_t lo = inside ? kx0 * c : span, hi = inside ? kx1 * c : span;
+        for (j = 0; j < span; ++j) {
+            col[j] = (int8_t)p->in_zp;
+        }
+        for (kx = kx0; kx < kx1 && lo < hi; kx = run ? kx1 : kx + 1) { /* a run: one copy */
+            tm_copy_bytes(col + kx * c, tm_at(in, iy, ix0 + kx * dw), run ? hi - lo : c);
+        }
+    }
+}
+
+/* The im2col columns of the nb output pixels from (oy, ox) on (raster order over an
+ * output `ow` pixels wide) for the sparse blocks, K bytes each in filter order: the bytes
+ * the dense GEMM's tm_im2col gathers. A window inside the box whose kernel rows are runs
+ * (no dilation, pixel stride = channels) copies them, any other goes through
+ * tm_im2col_border. */
+TM_NOINLINE void tm_im2col_block(const tm_conv_params *p, tm_box in, int32_t ow, int32_t oy,
+                                 int32_t ox, int32_t nb, int32_t pad_top, int32_t pad_left,
+                                 int8_t *col) {
+    const int32_t kh = p->kh, span = p->kw * in.c, ystep = p->dh * in.row;
+    const int32_t run = p->dw == 1 && in.pix == in.c;
+    int32_t ky;
+    for (; nb > 0; --nb) {
+        const int32_t iy0 = oy * p->sh - pad_top, ix0 = ox * p->sw - pad_left;
+        if (run && iy0 >= 0 && iy0 + (kh - 1) * p->dh < in.h && ix0 >= 0 &&
+            ix0 + p->kw <= in.w) {
+            const int8_t *src = tm_at(in, iy0, ix0);
+            for (ky = 0; ky < kh; ++ky, col += span, src += ystep) {
+                tm_copy_bytes(col, src, span);
+            }
+        } else {
+            tm_im2col_border(p, in, oy, ox, pad_top, pad_left, col);
+            col += kh * span;
+        }
+        if (++ox == ow) {
+            ox = 0;
+            ++oy;
+        }
+    }
+}
+
+/* A sparse window CONV_2D over blocks of im2col columns (`cols` >= 4 of them fit the
+ * scratch, planned by Conv2D.scratch_bytes for sparse builds): the next `cols` output
+ * pixels (raster order; within one output row when the output box's rows are not
+ * contiguous) are gathered into the scratch, K bytes each, and then every filter row runs
+ * over the block as a 1x1 conv's rows run over its pixels (tm_sparse_pointwise_rows: the
+ * row's constants and entries are taken once per block, four columns share each entry).
+ * `masked`: the filter is the bitmask (K <= TM_MASK_ROW), its rows decoded per block. */
+TM_NOINLINE void tm_conv2d_sparse_blocks(const tm_conv_params *p, tm_box in, tm_box out,
+                                         int32_t pad_top, int32_t pad_left, int8_t *scratch,
+                                         int32_t cols, int32_t masked) {
+    const int32_t k = p->kh * p->kw * in.c, n = out.h * out.w;
+    const int32_t linear = out.row == out.w * out.pix;
+    int32_t i0 = 0;
+    while (i0 < n) {
+        const int32_t oy0 = i0 / out.w, ox0 = i0 - oy0 * out.w;
+        const int32_t room = linear ? n - i0 : out.w - ox0;
+        const int32_t nb = room < cols ? room : cols;
+        const tm_box cb = tm_box_make(scratch, 1, nb, k, k, nb * k);
+        const tm_box ob = tm_box_make(tm_at(out, oy0, ox0), 1, nb, out.c, out.pix,
+                                      nb * out.pix);
+        tm_im2col_block(p, in, out.w, oy0, ox0, nb, pad_top, pad_left, scratch);
+        if (masked) {
+            tm_conv2d_mask_pointwise(p, cb, ob, 1, 1);
+        } else {
+            tm_conv2d_sparse_pointwise(p, cb, ob, 1, 1);
+        }
+        i0 += nb;
+    }
+}
+
 /* Sparse CONV_2D stored as non-zero lists (the generator calls it for them, so a model
  * without dense convs links no dense GEMM): a 1x1 that never pads runs its rows over the
- * input pixels; a window conv the sparse GEMM over im2col columns when `scratch` was
- * planned (two columns share every entry, and the window's border is the im2col's), else
- * its tap tables. */
+ * input pixels; a window conv its rows over blocks of `cols` im2col columns when `scratch`
+ * was planned (the window's border is the im2col's), else its tap tables. */
 static inline void tm_conv2d_lists(const tm_conv_params *p, tm_box in, tm_box out,
-                                   int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+                                   int32_t pad_top, int32_t pad_left, int8_t *scratch,
+                                   int32_t cols) {
     if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
-        tm_conv2d_sparse_pointwise(p, in, out);
+        tm_conv2d_sparse_pointwise(p, in, out, p->sh, p->sw);
     } else if (scratch) {
-        tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_LISTS);
+        tm_conv2d_sparse_blocks(p, in, out, pad_top, pad_left, scratch, cols, 0);
     } else {
         tm_conv2d_sparse_taps(p, in, out, pad_top, pad_left);
     }
 }
 
-/* Sparse CONV_2D stored as the bitmask (the generator calls it for them): the bitmask GEMM
- * over im2col or pixel columns when the bias was folded (kbias), else the direct loop. */
+/* Sparse CONV_2D stored as the bitmask (the generator calls it for them): with the bias
+ * folded (kbias), rows of at most TM_MASK_ROW taps decoded into lists and run as the lists
+ * are (over the input pixels of a 1x1, im2col blocks of a window), longer rows through the
+ * bitmask GEMM over im2col or pixel columns; else the direct loop. */
 static inline void tm_conv2d_masked(const tm_conv_params *p, tm_box in, tm_box out,
-                                    int32_t pad_top, int32_t pad_left, int8_t *scratch) {
+                                    int32_t pad_top, int32_t pad_left, int8_t *scratch,
+                                    int32_t cols) {
     if (p->kbias && in.c <= TM_MASK_ROW && tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
-        tm_conv2d_mask_pointwise(p, in, out);
+        tm_conv2d_mask_pointwise(p, in, out, p->sh, p->sw);
+    } else if (p->kbias && scratch && p->kh * p->kw * in.c <= TM_MASK_ROW) {
+        tm_conv2d_sparse_blocks(p, in, out, pad_top, pad_left, scratch, cols, 1);
     } else if (p->kbias && (scratch || tm_conv_pointwise(p, in, out, pad_top, pad_left))) {
         tm_conv2d_gemm(p, in, out, pad_top, pad_left, scratch, TM_GEMM_MASK);
     } else {
         tm_conv2d_sparse(p, in, out, pad_top, pad_left);
+    }
+}
+
+/* tm_conv2d_masked's row paths alone: the generator calls it for a bitmask CONV_2D with
+ * the bias folded, rows of at most TM_MASK_ROW taps and either no padding on a 1x1 or an
+ * im2col buffer, so a model whose bitmask convs are all such links neither the bitmask
+ * GEMM nor the direct loop. */
+static inline void tm_conv2d_mask_rows(const tm_conv_params *p, tm_box in, tm_box out,
+                                       int32_t pad_top, int32_t pad_left, int8_t *scratch,
+                                       int32_t cols) {
+    if (tm_conv_pointwise(p, in, out, pad_top, pad_left)) {
+        tm_conv2d_mask_pointwise(p, in, out, p->sh, p->sw);
+    } else {
+        tm_conv2d_sparse_blocks(p, in, out, pad_top, pad_left, scratch, cols, 1);
     }
 }
 

@@ -6,6 +6,7 @@ bitmask filter (``--sparse``) takes their sparse entry points ``tm_depthwise_mas
 from __future__ import annotations
 
 from tinymcu.mcu_runtime.codegen.emitters import CUnit, require_maps, window_pad
+from tinymcu.mcu_runtime.codegen.sparse import filter_rows
 from tinymcu.mcu_runtime.ir import Op
 from tinymcu.mcu_runtime.ops.conv.emit import conv_fields
 from tinymcu.mcu_runtime.ops.depthwise import inplace_group
@@ -20,6 +21,9 @@ def emit_depthwise(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
                        lambda: conv_fields(unit, op, f"op{op.index}"))
     scratch = unit.scratch(i)
     masked = unit.filter_format(op) == "mask"
+    if masked:  # the channels' tap tables; a padded plane (in place, group 4) has no border
+        unit.note_sparse_taps(filter_rows(op, unit.graph), scratch is None
+                              or inplace_group(op, unit.graph) == 1)
     if scratch is not None:  # the planner may have put the output over the input
         group = inplace_group(op, unit.graph)
         if masked:

@@ -504,20 +504,50 @@ static inline void tm_dws_of(const tm_conv_params *p, tm_box in, tm_box out, int
                              int32_t pad_top, int32_t pad_left, const int8_t **values,
                              tm_taps *t) {
     const int8_t *v = *values;
-    int32_t ky, kx, n = 0, sum = 0, bit = oc * p->kh * p->kw, ext[4] = {0, 0, 0, 0};
-    for (ky = 0; ky < p->kh; ++ky) {
-        for (kx = 0; kx < p->kw; ++kx, ++bit) {
-            if (tm_bit(p->mask, bit)) {
-                const int32_t dy = ky * p->dh, dx = kx * p->dw, w = *v++;
-                tm_taps_add(t, n++, dy * in.row + dx * in.pix, w, dy, dx, ext);
-                sum += w;
-            }
+    const int32_t taps = p->kh * p->kw, bytes = (out.c * taps + 7) / 8;
+    int32_t j, n = 0, sum = 0, bit = oc * taps, ext[4] = {0, 0, 0, 0};
+    for (j = 0; j < taps; j += 24, bit += 24) { /* the set bits, 24 at a time */
+        const int32_t span = taps - j < 24 ? taps - j : 24;
+        uint32_t m = tm_mask_bits(p->mask, bytes, bit) & ((1u << span) - 1u);
+        for (; m; m &= m - 1u) {
+            const int32_t k = j + tm_ctz(m), ky = k / p->kw, kx = k - ky * p->kw;
+            const int32_t dy = ky * p->dh, dx = kx * p->dw, w = *v++;
+            tm_taps_add(t, n++, dy * in.row + dx * in.pix, w, dy, dx, ext);
+            sum += w;
         }
     }
     *values = v;
     t->n = n;
     t->kb = tm_wrap_sub(p->bias ? p->bias[oc] : 0, p->in_zp * sum);
     tm_taps_rect(t, p, in, out, pad_top, pad_left, ext[0], ext[1], ext[2], ext[3]);
+}
+
+/* Output channel oc of a sparse depthwise channel of more than TM_TAPS non-zero taps
+ * (from channel ic of box `in`; values: its first non-zero weight), pixel by pixel: each
+ * output walks the channel's bits, a tap outside the box adds nothing. */
+TM_COLD void tm_dws_walk(const tm_conv_params *p, tm_box in, int32_t ic, tm_box out,
+                         int32_t oc, int32_t pad_top, int32_t pad_left, const int8_t *values) {
+    const int32_t taps = p->kh * p->kw;
+    int32_t oy, ox, ky, kx;
+    for (oy = 0; oy < out.h; ++oy) {
+        for (ox = 0; ox < out.w; ++ox) {
+            const int8_t *v = values;
+            int32_t acc = 0, bit = oc * taps;
+            for (ky = 0; ky < p->kh; ++ky) {
+                const int32_t iy = oy * p->sh - pad_top + ky * p->dh;
+                for (kx = 0; kx < p->kw; ++kx, ++bit) {
+                    const int32_t ix = ox * p->sw - pad_left + kx * p->dw;
+                    if (tm_bit(p->mask, bit)) {
+                        const int32_t w = *v++;
+                        if (iy >= 0 && iy < in.h && ix >= 0 && ix < in.w) {
+                            acc += ((int32_t)tm_at(in, iy, ix)[ic] - p->in_zp) * w;
+                        }
+                    }
+                }
+            }
+            tm_at(out, oy, ox)[oc] = tm_conv_out(p, acc, oc);
+        }
+    }
 }
 
 /* Output channel oc of a sparse depthwise from channel ic of box `in`, its table t made
@@ -527,8 +557,8 @@ TM_NOINLINE void tm_dws_channel(const tm_conv_params *p, const tm_taps *t, tm_bo
                                 int32_t pad_left, const int8_t *values) {
     if (t->n == 0) {
         tm_taps_fill(out, oc, tm_conv_out(p, 0, oc));
-    } else if (t->n > TM_TAPS) {
-        (void)tm_depthwise_channel(p, in, ic, out, oc, pad_top, pad_left, values);
+    } else if (TM_SPARSE_LONG && t->n > TM_TAPS) {
+        tm_dws_walk(p, in, ic, out, oc, pad_top, pad_left, values);
     } else {
         tm_taps_rows(p, t, in, ic, out, oc, pad_top, pad_left);
     }
@@ -551,40 +581,73 @@ TM_NOINLINE void tm_depthwise_masked(const tm_conv_params *p, tm_box in, tm_box 
     }
 }
 
+/* Copies channels [c, c + g) of box `in` into `plane` (ph x pw pixels of g channels) with
+ * the window's padding around them (pad_top rows above, pad_left columns left): the
+ * border bytes hold the input zero point, so every window read from the plane lies
+ * inside it and a tap there adds exactly what padding adds (kb folds zp * w). */
+TM_NOINLINE void tm_dw_pad_plane(tm_box in, int32_t c, int32_t g, int32_t ph, int32_t pw,
+                                   int32_t pad_top, int32_t pad_left, int8_t zp,
+                                   int8_t *plane) {
+    /* per row: columns [0, lo) and [hi, pw) are border, [lo, hi) come from the box */
+    const int32_t lo = pad_left < pw ? pad_left : pw;
+    const int32_t hi = in.w + pad_left < pw ? in.w + pad_left : pw;
+    const uint32_t zp4 = (uint32_t)(uint8_t)zp * 0x01010101u;
+    int32_t y, x, j;
+    for (y = 0; y < ph; ++y) {
+        const int32_t iy = y - pad_top;
+        const int32_t inside = iy >= 0 && iy < in.h;
+        const int32_t a = inside ? lo : pw, b = inside ? hi : pw;
+        const int8_t *s = inside ? tm_at(in, iy, a - pad_left) + c : in.p;
+        if (g == 4) {
+            for (x = 0; x < a; ++x, plane += 4) {
+                tm_store32(plane, zp4);
+            }
+            for (; x < b; ++x, plane += 4, s += in.pix) {
+                tm_store32(plane, tm_load32(s));
+            }
+            for (; x < pw; ++x, plane += 4) {
+                tm_store32(plane, zp4);
+            }
+        } else {
+            for (x = 0; x < pw; ++x, plane += g) {
+                const int32_t from = x >= a && x < b;
+                for (j = 0; j < g; ++j) {
+                    plane[j] = from ? s[j] : zp;
+                }
+                s += from ? in.pix : 0;
+            }
+        }
+    }
+}
+
 /* Sparse in-place depthwise (multiplier 1; tm_depthwise_inplace's contract: scratch holds
- * `group` channel planes of in.h x in.w, 4 planned for speed, 1 for memory). Each group of
- * channels is copied into the scratch (a word per pixel for 4 channels) before their
- * outputs overwrite it, then every channel runs on the copy; a group whose channels have
- * no non-zero tap reads nothing and is filled in. */
+ * `group` channel planes, 4 planned for speed — padded by the op's padding — and 1 of
+ * in.h x in.w for memory). Each group of channels is copied into the scratch before
+ * their outputs overwrite it (group 4: with the zero-point border, so every channel's
+ * taps run without a bounds test), then every channel runs on the copy; a group whose
+ * channels have no non-zero tap reads nothing and is filled in. */
 TM_NOINLINE void tm_depthwise_masked_inplace(const tm_conv_params *p, tm_box in,
                                              tm_box out, int32_t pad_top, int32_t pad_left,
                                              int8_t *scratch, int32_t group) {
     const int8_t *values = p->filter;
+    const int32_t taps = p->kh * p->kw;
+    const int32_t padded = group > 1;
+    const int32_t ph = padded ? (out.h - 1) * p->sh + (p->kh - 1) * p->dh + 1 : in.h;
+    const int32_t pw = padded ? (out.w - 1) * p->sw + (p->kw - 1) * p->dw + 1 : in.w;
+    const int32_t top = padded ? pad_top : 0, left = padded ? pad_left : 0;
     tm_taps t;
-    int32_t c, j, y, x;
+    int32_t c, j;
     for (c = 0; c < in.c; c += group) {
         const int32_t g = in.c - c < group ? in.c - c : group;
-        const tm_box plane = tm_box_make(scratch, in.h, in.w, g, g, g * in.w);
-        const int32_t taps = p->kh * p->kw;
+        const tm_box plane = tm_box_make(scratch, ph, pw, g, g, g * pw);
         if (tm_bits_set(p->mask, c * taps, g * taps) > 0) {
-            int8_t *d = scratch;
-            for (y = 0; y < in.h; ++y) {
-                const int8_t *s = tm_at(in, y, 0) + c;
-                for (x = 0; x < in.w; ++x, s += in.pix, d += g) {
-                    if (g == 4) {
-                        tm_store32(d, tm_load32(s));
-                    } else {
-                        for (j = 0; j < g; ++j) {
-                            d[j] = s[j];
-                        }
-                    }
-                }
-            }
+            tm_dw_pad_plane(in, c, g, ph, pw, top, left, (int8_t)p->in_zp, scratch);
         }
         for (j = 0; j < g; ++j) {
             const int8_t *first = values;
-            tm_dws_of(p, plane, out, c + j, pad_top, pad_left, &values, &t);
-            tm_dws_channel(p, &t, plane, j, out, c + j, pad_top, pad_left, first);
+            tm_dws_of(p, plane, out, c + j, pad_top - top, pad_left - left, &values, &t);
+            tm_dws_channel(p, &t, plane, j, out, c + j, pad_top - top, pad_left - left,
+                           first);
         }
     }
 }

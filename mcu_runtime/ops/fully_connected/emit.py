@@ -46,7 +46,7 @@ def emit_fully_connected(unit: CUnit, op: Op, step: Step, i: int) -> list[str]:
                 extra["kbias"] = unit.array(f"{tag}_kbias", "int32_t", p.kernel_bias)
             else:
                 b = unit.tensor_array(op.inputs[2] if len(op.inputs) > 2 else -1, f"{tag}_bias")
-        if "kbias" in extra and requant_bounded(wts.T, bias, p.shift):
+        if "kbias" in extra and requant_bounded(wts.T, bias, p.shift, sparse=fmt != "dense"):
             extra["fast_rq"] = "1"
         if fmt != "dense":
             unit.note_sparse_form("fast_rq" in extra, p.act_min, p.act_max)

@@ -26,24 +26,47 @@ typedef struct {
     const uint8_t *nz_count8;
 } tm_fc_params;
 
-/* Sparse weights with the bias folded (kbias): non-zero lists or the bitmask (the sparse
- * GEMMs of tm_conv.h), two batch rows per pass; the generator calls it for them, so a model
- * without dense weights links no dense GEMM. */
+/* Sparse weights with the bias folded (kbias): the batch rows are a 1x1 conv's pixels, so
+ * non-zero lists and bitmask rows of at most TM_MASK_ROW inputs run the sparse 1x1 rows
+ * (tm_conv.h: each row's entries shared by four batch rows), wider bitmask rows the bitmask
+ * GEMM, two batch rows per pass; the generator calls it for them, so a model without dense
+ * weights links no dense GEMM. */
 static inline void tm_fully_connected_sparse(const tm_fc_params *p, const int8_t *in,
                                              int8_t *out) {
-    const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
-                         p->fast_rq};
-    const tm_sparse_rows sp = {p->nz, p->nz_count, p->nz_count8};
-    int32_t b;
-    for (b = 0; b < p->batches; b += 2) {
-        const int32_t two = b + 1 < p->batches;
-        const int8_t *c1 = two ? in + (b + 1) * p->in_n : NULL;
-        int8_t *d1 = two ? out + (b + 1) * p->out_n : NULL;
+    if (p->nz || p->in_n <= TM_MASK_ROW) {
+        tm_conv_params c;
+        const tm_box ib = tm_box_make((int8_t *)(uintptr_t)in, 1, p->batches, p->in_n,
+                                      p->in_n, p->batches * p->in_n);
+        const tm_box ob = tm_box_make(out, 1, p->batches, p->out_n, p->out_n,
+                                      p->batches * p->out_n);
+        memset(&c, 0, sizeof c);
+        c.filter = p->weights;
+        c.mult = p->mult;
+        c.shift = p->shift;
+        c.kh = c.kw = c.sh = c.sw = c.dh = c.dw = c.depth_multiplier = 1;
+        c.out_zp = p->out_zp;
+        c.act_min = p->act_min;
+        c.act_max = p->act_max;
+        c.mask = p->mask;
+        c.kbias = p->kbias;
+        c.fast_rq = p->fast_rq;
+        c.nz = p->nz;
+        c.nz_count = p->nz_count;
+        c.nz_count8 = p->nz_count8;
         if (p->nz) {
-            tm_sparse_gemm2(in + b * p->in_n, c1, &sp, p->out_n, &q, out + b * p->out_n, d1);
+            tm_conv2d_sparse_pointwise(&c, ib, ob, 1, 1);
         } else {
-            tm_mask_gemm2(in + b * p->in_n, c1, p->mask, p->weights, p->in_n, p->out_n, &q,
-                          out + b * p->out_n, d1);
+            tm_conv2d_mask_pointwise(&c, ib, ob, 1, 1);
+        }
+    } else {
+        const tm_gemm_q q = {p->kbias, p->mult, p->shift, p->out_zp, p->act_min, p->act_max,
+                             p->fast_rq};
+        int32_t b;
+        for (b = 0; b < p->batches; b += 2) {
+            const int32_t two = b + 1 < p->batches;
+            tm_mask_gemm2(in + b * p->in_n, two ? in + (b + 1) * p->in_n : NULL, p->mask,
+                          p->weights, p->in_n, p->out_n, &q, out + b * p->out_n,
+                          two ? out + (b + 1) * p->out_n : NULL);
         }
     }
 }
