@@ -58,6 +58,7 @@ class PruneConfig:
     delta_t: int = 0
     """Rounds between progressive updates; 0 scales the reference ΔT=10/T_end=100 to the run."""
     t_end: int = 0
+    """Last round of progressive updates; 0: 3/4 of the run (the rest fine-tunes the mask)."""
     dense_rounds: int = 0
     """Global-MP baseline: dense rounds before the one-shot prune; 0 means half the run."""
     test_fraction: float = 0.2
@@ -88,6 +89,8 @@ class PruneConfig:
             raise TinymcuError("min_train_nodes must be at least 1")
         if self.lr_schedule not in ("cosine", "constant"):
             raise TinymcuError(f"lr_schedule must be cosine or constant, got {self.lr_schedule!r}")
+        if self.delta_t < 0 or self.t_end < 0:
+            raise TinymcuError("delta_t and t_end must not be negative (0: scaled to the run)")
         if self.candidates < 1:
             raise TinymcuError("need at least one FedTiny candidate")
         return self

@@ -35,10 +35,16 @@ class Schedule:
     t_end: int = 100
 
     @classmethod
-    def scaled(cls, rounds: int, alpha: float = 0.2) -> Schedule:
-        """T_end at 3/4 of the run (at most 100), ten updates before it, at least 1 round apart."""
-        t_end = max(1, min(100, math.ceil(0.75 * rounds)))
-        return cls(alpha=alpha, delta_t=max(1, round(t_end / 10)), t_end=t_end)
+    def scaled(cls, rounds: int, alpha: float = 0.2, delta_t: int = 0,
+               t_end: int = 0) -> Schedule:
+        """The run's schedule. Unset (0) values keep the reference shape scaled to the run:
+        T_end at 3/4 of the run (at most 100), leaving its last quarter to fine-tune the final
+        mask, and ten updates before it, at least 1 round apart. A set ΔT alone keeps that
+        T_end, and a set T_end alone gets its ten updates: either one overridden must not
+        silently drop the other's scaling (ΔT with T_end = the whole run would leave no
+        round to fine-tune; a T_end without ΔT used to be ignored)."""
+        t_end = t_end or max(1, min(100, math.ceil(0.75 * rounds)))
+        return cls(alpha=alpha, delta_t=delta_t or max(1, round(t_end / 10)), t_end=t_end)
 
     def is_update(self, t: int) -> bool:
         return t > 0 and t % self.delta_t == 0 and t < self.t_end

@@ -96,6 +96,17 @@ def test_scaled_schedule_updates_before_t_end():
     assert fedtiny.Schedule().delta_t == 10 and fedtiny.Schedule().t_end == 100
 
 
+def test_a_set_delta_t_or_t_end_keeps_the_other_scaled_and_leaves_rounds_to_fine_tune():
+    # ΔT alone: T_end stays at 3/4 of the run, so the last quarter fine-tunes the mask.
+    s = fedtiny.Schedule.scaled(12, delta_t=2)
+    assert (s.delta_t, s.t_end) == (2, 9)
+    assert [t for t in range(1, 13) if s.is_update(t)] == [2, 4, 6, 8]
+    # T_end alone is honoured (it used to be ignored) and gets ~ten updates before it.
+    s = fedtiny.Schedule.scaled(200, t_end=50)
+    assert (s.delta_t, s.t_end) == (5, 50)
+    assert fedtiny.Schedule.scaled(8) == fedtiny.Schedule(0.2, 1, 6)
+
+
 def test_progressive_update_keeps_every_layer_density():
     model = zoo.build("demo_cnn")
     (state, masks), = fedtiny.make_candidates(lambda s: zoo.build("demo_cnn", seed=s), 0.2, [0])
