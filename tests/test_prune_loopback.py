@@ -1,6 +1,7 @@
-"""Multi-process deployment on loopback: a SuperLink, two SuperNodes and ``flwr run`` — the
-same ClientApp/ServerApp as the simulation, each client in its own process. The second node
-trains on its own local file (``data-path`` node config), as a real device would."""
+"""Multi-process deployment on loopback: a SuperLink, three SuperNodes and ``flwr run`` — the
+same ClientApp/ServerApp as the simulation, each client in its own process. The third node
+trains on its own local file (``data-path`` node config), as a real device would, and each
+round samples two of the nodes (FedAvg's ``fraction_train`` / ``min_train_nodes``)."""
 
 import json
 import os
@@ -30,15 +31,16 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"port {port} never opened")
 
 
-def test_superlink_two_supernodes_and_flwr_run(tmp_path):
+def test_superlink_three_supernodes_sampled_and_flwr_run(tmp_path):
     out = tmp_path / "out"
-    cfg = PruneConfig(clients=2, rounds=1, density=0.2, candidates=2, out=str(out), timeout=120)
+    cfg = PruneConfig(clients=3, fraction=0.5, min_train_nodes=2, rounds=1, density=0.2,
+                      candidates=2, out=str(out), timeout=120)
     app = tmp_path / "app"
     write_app(app, cfg)
     own = D.load("digits")
     np.savez(tmp_path / "node1.npz", x=own.x[:57], y=own.y[:57])  # this node's own files
-    node_config = ["partition-id=0 num-partitions=2",
-                   f'partition-id=1 data-path="{tmp_path / "node1.npz"}"']
+    node_config = ["partition-id=0 num-partitions=2", "partition-id=1 num-partitions=2",
+                   f'partition-id=2 data-path="{tmp_path / "node1.npz"}"']
     bin_dir = write_launchers(tmp_path / "bin")  # Flower's commands in this interpreter
     link = free_port()
     home = tmp_path / "flwr-home"
@@ -61,7 +63,7 @@ def test_superlink_two_supernodes_and_flwr_run(tmp_path):
             "--port", str(link), "--disable-runtime-dependency-installation",
             "--database", str(tmp_path / "state.db")])
         _wait_port(link, superlink, 60)
-        for pid in range(2):
+        for pid in range(3):
             start(f"supernode{pid}", [
                 str(bin_dir / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link}",
                 "--port", str(free_port()),
@@ -74,8 +76,17 @@ def test_superlink_two_supernodes_and_flwr_run(tmp_path):
             time.sleep(0.5)
         report = json.loads((out / "report.json").read_text())
         assert [r["round"] for r in report["rounds"]] == [1]
-        # node 0 trained on its partition of the run's data, node 1 on its own 57 samples
-        assert report["rounds"][0]["examples"] == len(D.Split("digits", 2, 0.5, 0).client(0).y) + 57
+        # two nodes sampled (⌊0.5 · 3⌋ = 1, raised to min_train_nodes): nodes 0 and 1 train
+        # on their partitions of the run's data, node 2 on its own 57 samples
+        sizes = [len(D.Split("digits", 2, 0.5, 0).client(i).y) for i in range(2)] + [57]
+        assert report["rounds"][0]["clients"] == 2
+        assert report["rounds"][0]["examples"] in {a + b for i, a in enumerate(sizes)
+                                                   for b in sizes[i + 1:]}
+        for f in logs.values():
+            f.flush()
+        seen = [(tmp_path / f"supernode{pid}.log").read_text() for pid in range(3)]
+        assert all("Receiving: query.hello" in t for t in seen)  # all three took part ...
+        assert sum("Receiving: train" in t for t in seen) == 2  # ... two were sampled
         assert report["client_peak_bytes"] > 0
         assert abs(report["density"] - 0.2) < 0.01
         assert report["selection"]["chosen"] in (0, 1)
