@@ -127,7 +127,12 @@ class CUnit:
             return self.tensor_array(tensor, f"{tag}_filter"), None
         flat = np.asarray(rows).ravel()
         nonzero = flat != 0
-        mask = self.array(f"{tag}_mask", "uint8_t", np.packbits(nonzero, bitorder="little"))
+        bits = np.packbits(nonzero, bitorder="little")
+        # at least a word: the kernels read masks by words (tm_mask_bits, guarded to the
+        # mask's own bytes), and GCC flags that guarded load from an array of under 4 bytes
+        # as an over-read (-Wstringop-overread, an error under -Werror)
+        bits = np.pad(bits, (0, max(0, 4 - bits.size)))
+        mask = self.array(f"{tag}_mask", "uint8_t", bits)
         return self.array(f"{tag}_values", "int8_t", flat[nonzero]), mask
 
     def note_sparse_form(self, fast: bool, act_min: int, act_max: int) -> None:
