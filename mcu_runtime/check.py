@@ -22,7 +22,6 @@ from tinymcu import __version__
 from tinymcu.errors import TinymcuError
 from tinymcu.mcu_runtime import ops
 from tinymcu.mcu_runtime.ir import Graph
-from tinymcu.mcu_runtime.ops.conv import set_sparse
 from tinymcu.mcu_runtime.passes import FUSED_KIND
 from tinymcu.mcu_runtime.pipeline import TARGETS, candidate_schedules, load_graph, pick
 from tinymcu.mcu_runtime.planner import Plan, plan
@@ -154,8 +153,7 @@ def check_model(path: str | Path, budget: Budget, target: str = "tinymcu",
     if target.startswith("tflm") and schedule != "layer":
         raise TinymcuError(f"TFLM runs op by op: --target {target} takes only --schedule layer")
     path = Path(path)
-    data, graph = load_graph(path, target, fuse)
-    graph = set_sparse(graph) if sparse and target == "tinymcu" else graph
+    data, graph = load_graph(path, target, fuse, sparse=sparse)
     model = Model(path.stem, str(path), hashlib.sha256(data).hexdigest(), len(data),
                   len(graph.ops), graph.weight_bytes(), sparse_weight_bytes(graph))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tinymcu.errors import OverBudget, TinymcuError
 from tinymcu.mcu_runtime.ir import Graph
-from tinymcu.mcu_runtime.ops.conv import set_optimize
+from tinymcu.mcu_runtime.ops.conv import set_optimize, set_sparse
 from tinymcu.mcu_runtime.passes import fold_pads, fuse_expand_depthwise
 from tinymcu.mcu_runtime.planner import Plan, plan
 from tinymcu.mcu_runtime.schedule import Schedule, layer_schedule
@@ -24,7 +24,7 @@ MAX_MAC_OVERHEAD = 0.15
 
 
 def load_graph(path: str | Path, target: str = "tinymcu", fuse: bool = False,
-               optimize: str = "speed") -> tuple[bytes, Graph]:
+               optimize: str = "speed", sparse: bool = False) -> tuple[bytes, Graph]:
     """Read and parse a .tflite; every error names the file (one line, exit 2).
 
     For our own runtime (``target="tinymcu"``) PAD ops are folded into the convs that read
@@ -35,6 +35,8 @@ def load_graph(path: str | Path, target: str = "tinymcu", fuse: bool = False,
     the default per-layer figure stays the op-by-op one TFLM and MCUNetV2 compare against.
     ``optimize`` ("speed" | "memory", tinymcu only) picks the kernels' scratch trade-off
     (``ops.conv.set_optimize``): the planner, emulator and emitter read it from the ops.
+    ``sparse`` (tinymcu only): the filters will be stored sparse (``--sparse``,
+    ``ops.conv.set_sparse``), which changes the window convs' planned im2col scratch.
     """
     if target not in TARGETS:
         raise TinymcuError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -49,6 +51,7 @@ def load_graph(path: str | Path, target: str = "tinymcu", fuse: bool = False,
         return data, graph
     graph = fold_pads(graph)
     graph = fuse_expand_depthwise(graph) if fuse else graph
+    graph = set_sparse(graph) if sparse else graph
     return data, set_optimize(graph, optimize)
 
 

@@ -7,7 +7,7 @@ growth of live tensor bytes; its maximum plus the bytes that were live when meas
 (the caller passes the tensors it holds: model state, masks, local data) is the peak. Even without
 stacks or shapes the profiler is not cheap: measured on this project's 2-core CI-class machine,
 ~0.3 s to start, stop and collect, and a profiled epoch of the small CNNs takes ~3x an unprofiled
-one, which is why a client measures each kind of round once (``apps._known_peaks``).
+one, which is why a client measures each kind of round once (``apps._known_growth``).
 """
 
 from __future__ import annotations

@@ -57,13 +57,12 @@ def _emulate_test_split(tflite: Path, x: np.ndarray, y: np.ndarray, schedules: l
     from tinymcu.export.parity import quantize_input
     from tinymcu.mcu_runtime.emulator import emulate
     from tinymcu.mcu_runtime.ops.base import quant_of
-    from tinymcu.mcu_runtime.ops.conv import set_sparse
     from tinymcu.mcu_runtime.oracle import tflm_invoke_batch
     from tinymcu.mcu_runtime.pipeline import candidate_schedules, load_graph
     from tinymcu.mcu_runtime.planner import plan
 
-    _, graph = load_graph(tflite, target="tinymcu")
-    graph = set_sparse(graph)  # the plan of the sparse firmware the demo builds
+    # planned as the sparse firmware the demo builds
+    _, graph = load_graph(tflite, target="tinymcu", sparse=True)
     quant = quant_of(graph, graph.inputs[0])
     inputs = [quantize_input(x[i:i + 1], quant) for i in range(len(x))]
     tflm = [outs[0] for outs in tflm_invoke_batch(tflite, inputs)]

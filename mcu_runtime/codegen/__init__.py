@@ -283,14 +283,13 @@ def codegen_model(path: Path, out_dir: Path, schedule: str = "layer", fuse: bool
     ``sparse`` as in :func:`generate`; ``prefix`` names the API and the files (:func:`render`,
     :func:`file_stem`); ``stream`` generates ``prefix_run_streamed()`` on a streamed plan
     (``pipeline.streamed_plan``): the input is read tile by tile, never resident."""
-    from tinymcu.mcu_runtime.ops.conv import set_sparse
     from tinymcu.mcu_runtime.pipeline import load_graph, plan_and_pick
 
     check_prefix(prefix)
     modes = [optimize] if optimize is not None else ["speed", "memory"]
     for mode in modes:  # the fastest that fits
-        _, graph = load_graph(Path(path), target="tinymcu", fuse=fuse, optimize=mode)
-        graph = set_sparse(graph) if sparse else graph
+        _, graph = load_graph(Path(path), target="tinymcu", fuse=fuse, optimize=mode,
+                              sparse=sparse)
         check_supported(graph)
         chosen = plan_and_pick(graph, schedule, sram_bytes, stream)
         if chosen.arena_bytes <= sram_bytes:
